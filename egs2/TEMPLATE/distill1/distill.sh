@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Stage driver shared by every distill1 recipe (egs2/<corpus>/distill1/run.sh calls it).
+#
+#   1 data prep            local/data.sh -> Kaldi-style dirs in ${datadir}/
+#   2 teacher feature dump  chosen teacher hidden states -> fp16 .npy + .scp in ${dumpdir}/
+#   3 staged distillation   grow the student by the stacking plan (DistillTask)
+#   4 export student        ESPnet SSL-task model (stock espnet_ssl frontend) + plugin frontend
+#   5 downstream ASR        token list, collect stats, SUPERB-style ASR training on the student
+#   6 decoding              CTC decoding of ${test_sets}
+#   7 scoring               WER/CER in Python -> RESULTS.md
+#
+# Every stage is plain Python under espnet2_stacking.bin; this file only strings them together.
+set -euo pipefail
+
+log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[0]##*/}:${BASH_LINENO[0]}) $*" >&2; }
+
+# ---- options (each --name value overrides the default below) ---------------
+stage=1                 # first stage to run
+stop_stage=7            # last stage to run
+ngpu=0                  # GPUs for the teacher dump, distillation and ASR (0: CPU)
+nj=4                    # parallel jobs for data prep, dump and decoding
+python=python3          # interpreter (tools/venv's after activate_python.sh)
+datadir=data            # Kaldi-style data dirs
+dumpdir=dump            # teacher features
+expdir=exp              # everything trained
+train_set=train         # data dir names under ${datadir}
+valid_set=dev
+test_sets="test"        # space separated
+local_data_opts=""      # passed to local/data.sh
+teacher=""              # teacher spec: fairseq .pt, HF dir, ESPnet SSL .pth, random:...
+teacher_dtype=float32   # float32|bfloat16|float16 for running the teacher
+teacher_mode=dump       # dump: read stage-2 features; online: run the teacher every step
+distill_config=""       # YAML for stage 3
+distill_args=""         # extra options for distill_train
+asr_config=""           # YAML for stage 5
+asr_args=""             # extra options for asr_train
+inference_args=""       # extra options for asr_inference
+
+# ---- end options
+# shellcheck source=scripts/parse_options.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/scripts/parse_options.sh"
+
+stage_names=( "" "data prep" "teacher feature dump" "staged distillation" "export student" \
+              "downstream ASR training" "decoding" "scoring" )
+timing_log="${expdir}/stage_times.tsv"
+mkdir -p "${expdir}"
+
+run_stage() {  # run_stage N function: runs it when N is within [stage, stop_stage], timed
+    local n=$1 fn=$2 start
+    if [ "${stage}" -le "${n}" ] && [ "${stop_stage}" -ge "${n}" ]; then
+        log "Stage ${n}: ${stage_names[$n]}"
+        start=$(date +%s)
+        "${fn}"
+        local secs=$(( $(date +%s) - start ))
+        printf '%s\t%s\t%s\n' "${n}" "${stage_names[$n]}" "${secs}" >> "${timing_log}"
+        log "Stage ${n} (${stage_names[$n]}) took ${secs} s"
+    fi
+}
+
+not_implemented() {
+    log "Stage $1 (${stage_names[$1]}): not implemented yet in espnet2_stacking. Nothing was run."
+    exit 3
+}
+
+stage_data_prep() {
+    [ -x local/data.sh ] || { log "local/data.sh is missing or not executable"; exit 1; }
+    # shellcheck disable=SC2086
+    local/data.sh --datadir "${datadir}" --nj "${nj}" ${local_data_opts}
+}
+stage_dump() { not_implemented 2; }
+stage_distill() { not_implemented 3; }
+stage_export() { not_implemented 4; }
+stage_asr_train() { not_implemented 5; }
+stage_decode() { not_implemented 6; }
+stage_score() { not_implemented 7; }
+
+run_stage 1 stage_data_prep
+run_stage 2 stage_dump
+run_stage 3 stage_distill
+run_stage 4 stage_export
+run_stage 5 stage_asr_train
+run_stage 6 stage_decode
+run_stage 7 stage_score
+log "Finished stages ${stage}-${stop_stage}; times in ${timing_log}"

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Demo corpus: synthesise English speech with espeak-ng (voices split train/dev/test so test
+# voices are unseen) into Kaldi-style dirs ${datadir}/{train,dev,test}.
+set -euo pipefail
+
+# ---- options
+datadir=data                  # output data dirs
+audio_dir=downloads/demo_wavs # where the synthesised 16 kHz wavs go
+nj=2                          # parallel synthesis jobs
+train_hours=1.0               # hours of training audio
+dev_minutes=5                 # minutes of dev audio
+test_minutes=5                # minutes of test audio
+seed=0                        # same seed -> same corpus, byte for byte
+# ---- end options
+. scripts/parse_options.sh
+
+python3 -m espnet2_stacking.bin.prepare_demo_corpus \
+    --out_dir "${datadir}" --audio_dir "${audio_dir}" --nj "${nj}" --seed "${seed}" \
+    --train_hours "${train_hours}" --dev_minutes "${dev_minutes}" --test_minutes "${test_minutes}"

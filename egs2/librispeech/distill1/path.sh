@@ -1,0 +1,1 @@
+../../TEMPLATE/distill1/path.sh

@@ -1,0 +1,1 @@
+"""espnet2_stacking."""
