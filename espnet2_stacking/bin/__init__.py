@@ -1,0 +1,1 @@
+"""Entry points: python -m espnet2_stacking.bin.<name>."""

@@ -1,0 +1,54 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+CMD = [sys.executable, "-m", "espnet2_stacking.bin.stack_plan"]
+
+
+def run(*args):
+    return subprocess.run(CMD + list(args), capture_output=True, text=True)
+
+
+def test_the_method_example():
+    res = run("--method", "interleaved", "--depths", "3,6,9,12", "--targets", "4,8,12",
+              "--mode", "l2l", "--schedule", "prop:1", "--total_updates", "1000")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert set(out) == {"growths", "pairs", "boundaries"}
+    assert out["growths"] == [
+        {"from": 3, "to": 6, "src": [0, 0, 1, 1, 2, 2], "lineage": [0, 0, 1, 1, 2, 2]},
+        {"from": 6, "to": 9, "src": [0, 1, 1, 2, 3, 3, 4, 5, 5], "lineage": [0, 0, 0, 1, 1, 1, 2, 2, 2]},
+        {"from": 9, "to": 12, "src": [0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 8, 8],
+         "lineage": [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]},
+    ]
+    assert out["pairs"] == {
+        "3": [[1, 4], [2, 8], [3, 12]], "6": [[2, 4], [4, 8], [6, 12]],
+        "9": [[3, 4], [6, 8], [9, 12]], "12": [[4, 4], [8, 8], [12, 12]],
+    }
+    assert out["boundaries"] == [100, 300, 600]
+
+
+def test_boundaries_null_without_total():
+    out = json.loads(run("--depths", "3,6").stdout)
+    assert out["boundaries"] is None
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--depths", "6,3"], "strictly increasing"),
+        (["--depths", "3,6", "--targets", "4,8,16"], "not a hidden state"),
+        (["--method", "gradual", "--depths", "3,6", "--mode", "l2l"], "use --mode pred"),
+        (["--depths", "3,6", "--schedule", "0.2,0.2"], "sum to"),
+        (["--depths", "3,x"], "comma-separated integers"),
+        (["--method", "nope", "--depths", "3,6"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(args, match):
+    res = run(*args)
+    assert res.returncode == 2
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and match in lines[0], res.stderr
