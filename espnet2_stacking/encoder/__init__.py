@@ -1,0 +1,1 @@
+"""The stacking-aware student encoder and optimizer-state carry-over at a growth."""
