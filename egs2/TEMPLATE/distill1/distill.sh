@@ -67,9 +67,62 @@ stage_data_prep() {
     # shellcheck disable=SC2086
     local/data.sh --datadir "${datadir}" --nj "${nj}" ${local_data_opts}
 }
-stage_dump() { not_implemented 2; }
-stage_distill() { not_implemented 3; }
-stage_export() { not_implemented 4; }
+require_teacher() {
+    [ -n "${teacher}" ] || { log "--teacher is required (a fairseq .pt, HF dir, ESPnet SSL .pth or random:...)"; exit 2; }
+}
+require_config() {
+    [ -f "${distill_config}" ] || { log "--distill_config '${distill_config}' not found"; exit 2; }
+}
+distill_tag() { basename "${distill_config}" .yaml; }
+target_layers() {  # the teacher states the distillation config supervises, space separated
+    ${python} -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1]))["target_layers"]; print(" ".join(str(x) for x in (v.split(",") if isinstance(v, str) else v)))' "${distill_config}"
+}
+
+stage_dump() {
+    if [ "${teacher_mode}" = online ]; then
+        log "teacher_mode=online: the teacher runs inside training; nothing to dump"
+        return
+    fi
+    require_teacher; require_config
+    local dset
+    for dset in "${train_set}" "${valid_set}"; do
+        ${python} -m espnet2_stacking.bin.dump_teacher_feats --data_dir "${datadir}/${dset}" \
+            --out_dir "${dumpdir}/${dset}" --teacher "${teacher}" --dtype "${teacher_dtype}" \
+            --distill_config "${distill_config}" --nj "${nj}" --ngpu "${ngpu}"
+    done
+}
+
+stage_distill() {
+    require_config
+    local opts=() t dset
+    case "${teacher_mode}" in
+        online) require_teacher; opts+=(--teacher "${teacher}" --teacher_dtype "${teacher_dtype}") ;;
+        dump)
+            for t in $(target_layers); do
+                for dset in train valid; do
+                    local d=${train_set}; [ "${dset}" = valid ] && d=${valid_set}
+                    [ -f "${dumpdir}/${d}/layer_${t}.scp" ] || { log "${dumpdir}/${d}/layer_${t}.scp missing: run stage 2 (or --teacher_mode online)"; exit 1; }
+                    opts+=(--${dset}_data_path_and_name_and_type "${dumpdir}/${d}/layer_${t}.scp,target_${t},npy")
+                done
+            done ;;
+        *) log "--teacher_mode must be dump or online, got '${teacher_mode}'"; exit 2 ;;
+    esac
+    [ "${ngpu}" -gt 1 ] && opts+=(--multiprocessing_distributed true)
+    # shellcheck disable=SC2086
+    ${python} -m espnet2_stacking.bin.distill_train --config "${distill_config}" \
+        --output_dir "${expdir}/distill_$(distill_tag)" --ngpu "${ngpu}" --resume true \
+        --train_data_path_and_name_and_type "${datadir}/${train_set}/wav.scp,speech,sound" \
+        --train_shape_file "${datadir}/${train_set}/utt2num_samples" \
+        --valid_data_path_and_name_and_type "${datadir}/${valid_set}/wav.scp,speech,sound" \
+        --valid_shape_file "${datadir}/${valid_set}/utt2num_samples" \
+        "${opts[@]}" ${distill_args}
+}
+
+stage_export() {
+    require_config
+    ${python} -m espnet2_stacking.bin.export_student --distill_dir "${expdir}/distill_$(distill_tag)" \
+        --out_dir "${expdir}/student_$(distill_tag)"
+}
 stage_asr_train() { not_implemented 5; }
 stage_decode() { not_implemented 6; }
 stage_score() { not_implemented 7; }

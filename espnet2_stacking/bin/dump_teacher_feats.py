@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Dump a teacher's hidden states for a data dir (recipe stage 2).
+
+Example:
+    python -m espnet2_stacking.bin.dump_teacher_feats --data_dir data/train \
+        --teacher /models/hubert_base_ls960.pt --distill_config conf/distill.yaml \
+        --out_dir dump/train --nj 4 --ngpu 1
+
+The layers come from --layers, or from ``target_layers`` of the distillation config (which
+also fixes the expected teacher width and depth). Rerunning after a kill continues where it
+stopped; see espnet2_stacking.distill.dump for the output layout.
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import yaml
+
+from espnet2_stacking.distill.dump import dump_teacher_states
+
+
+def int_list(value: str) -> List[int]:
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{value}'")
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data_dir", type=Path, required=True,
+                        help="Kaldi-style dir with wav.scp and utt2num_samples")
+    parser.add_argument("--out_dir", type=Path, required=True)
+    parser.add_argument("--teacher", type=str, required=True,
+                        help="Teacher spec: fairseq .pt, HF dir, ESPnet SSL .pth, random:...")
+    parser.add_argument("--layers", type=int_list, default=None,
+                        help="Teacher hidden states to store, e.g. 4,8,12")
+    parser.add_argument("--distill_config", type=Path, default=None,
+                        help="Read target_layers (and the expected teacher shape) from this "
+                             "distillation YAML instead of --layers")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="dtype the teacher runs in (files are always float16)")
+    parser.add_argument("--nj", type=int, default=1, help="Parallel jobs")
+    parser.add_argument("--ngpu", type=int, default=0, help="GPUs (jobs are spread over them)")
+    parser.add_argument("--max_batch_seconds", type=float, default=100.0,
+                        help="Audio per batch, padding included")
+    return parser
+
+
+def layers_from_config(path: Path) -> dict:
+    with path.open(encoding="utf-8") as f:
+        conf = yaml.safe_load(f) or {}
+    if "target_layers" not in conf:
+        raise ValueError(f"{path}: no 'target_layers' key (which teacher states to dump?)")
+    layers = conf["target_layers"]
+    if isinstance(layers, str):
+        layers = int_list(layers)
+    return {
+        "layers": [int(v) for v in layers],
+        "hidden_size": conf.get("teacher_hidden_size"),
+        "num_teacher_layers": conf.get("teacher_num_layers"),
+    }
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    args = get_parser().parse_args(cmd)
+    if (args.layers is None) == (args.distill_config is None):
+        sys.exit("dump_teacher_feats: give exactly one of --layers and --distill_config")
+    if args.layers is not None:
+        chosen = {"layers": args.layers, "hidden_size": None, "num_teacher_layers": None}
+    else:
+        chosen = layers_from_config(args.distill_config)
+    summary = dump_teacher_states(
+        args.data_dir, args.out_dir, args.teacher, chosen["layers"], dtype=args.dtype,
+        nj=args.nj, ngpu=args.ngpu, max_batch_seconds=args.max_batch_seconds,
+        hidden_size=chosen["hidden_size"], num_teacher_layers=chosen["num_teacher_layers"],
+    )
+    print(
+        f"dump_teacher_feats: {summary['utterances']} utterances, {summary['hours']:.2f} h of "
+        f"audio, {summary['gb_written']:.3f} GB written ({summary['gb_total']:.3f} GB in all), "
+        f"{summary['seconds']:.1f} s -> {args.out_dir}"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Distillation: the student model, its losses and the frame-aligned collate."""

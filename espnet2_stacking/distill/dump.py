@@ -1,0 +1,329 @@
+"""Run a teacher once over a data dir and store chosen hidden states (recipe stage 2).
+
+Layout of an output dir:
+    layer_<t>/<utt>.npy   (frames, dim) float16, one file per utterance and teacher state
+    layer_<t>.scp         "<utt> <path>" lines, read by ESPnet's ``npy`` data type
+    utt2num_frames        frames per utterance (the same for every layer)
+    meta.json             teacher spec, layers, width, dtype: a rerun must match it
+    summary.json          utterances, hours, GB written, seconds
+
+Every .npy is written under a temporary name and renamed, so a killed job leaves complete
+files only and a rerun skips what is done. The .scp lists are written last, after a check that
+every utterance has a file of the right shape.
+"""
+
+import json
+import logging
+import math
+import os
+import queue
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile
+import torch
+import torch.multiprocessing as mp
+from tqdm import tqdm
+
+from espnet2_stacking.teachers.abs_teacher import num_frames
+
+BYTES_PER_VALUE = 2  # float16
+
+
+@dataclass(frozen=True)
+class Utterance:
+    uttid: str
+    path: str
+    num_samples: int
+
+
+def read_data_dir(data_dir: Path) -> List[Utterance]:
+    """wav.scp + utt2num_samples of a Kaldi-style dir, checked against each other."""
+    def read_map(name: str) -> Dict[str, str]:
+        path = data_dir / name
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: missing (run data prep, stage 1, first)")
+        out = {}
+        with path.open(encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                parts = line.rstrip("\n").split(maxsplit=1)
+                if len(parts) != 2:
+                    raise ValueError(f"{path}:{lineno}: expected '<utt> <value>', got {line!r}")
+                out[parts[0]] = parts[1]
+        return out
+
+    wavs = read_map("wav.scp")
+    lens = read_map("utt2num_samples")
+    if set(wavs) != set(lens):
+        only_wav = sorted(set(wavs) - set(lens))[:3]
+        only_len = sorted(set(lens) - set(wavs))[:3]
+        raise ValueError(
+            f"{data_dir}: wav.scp and utt2num_samples disagree on utterance ids "
+            f"(only in wav.scp: {only_wav}, only in utt2num_samples: {only_len})"
+        )
+    utts = []
+    for uttid, path in wavs.items():
+        if path.endswith("|"):
+            raise ValueError(
+                f"{data_dir}/wav.scp: utterance '{uttid}' is a pipe command; the dump reads "
+                "audio files directly (convert them to wav/flac first)"
+            )
+        utts.append(Utterance(uttid, path, int(lens[uttid])))
+    return sorted(utts, key=lambda u: u.uttid)
+
+
+def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
+    try:
+        wav, sr = soundfile.read(utt.path, dtype="float32", always_2d=False)
+    except Exception as e:  # soundfile raises several types for missing / corrupt files
+        raise RuntimeError(f"utterance '{utt.uttid}': cannot read {utt.path}: {e}") from e
+    if sr != sample_rate:
+        raise ValueError(
+            f"utterance '{utt.uttid}': {utt.path} is {sr} Hz; the teacher needs {sample_rate} Hz"
+        )
+    if wav.ndim != 1:
+        raise ValueError(f"utterance '{utt.uttid}': {utt.path} has {wav.shape[1]} channels")
+    if len(wav) != utt.num_samples:
+        raise ValueError(
+            f"utterance '{utt.uttid}': {utt.path} has {len(wav)} samples but "
+            f"utt2num_samples says {utt.num_samples}"
+        )
+    return wav
+
+
+def batches_by_length(utts: Sequence[Utterance], max_batch_samples: int) -> List[List[Utterance]]:
+    """Group length-sorted utterances so that batch size x longest stays within budget."""
+    ordered = sorted(utts, key=lambda u: u.num_samples, reverse=True)
+    out: List[List[Utterance]] = []
+    for u in ordered:
+        if out and (len(out[-1]) + 1) * out[-1][0].num_samples <= max_batch_samples:
+            out[-1].append(u)
+        else:
+            out.append([u])
+    return out
+
+
+def layer_path(out_dir: Path, layer: int, uttid: str) -> Path:
+    return out_dir / f"layer_{layer}" / f"{uttid}.npy"
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def is_done(out_dir: Path, layers: Sequence[int], uttid: str) -> bool:
+    return all(layer_path(out_dir, t, uttid).exists() for t in layers)
+
+
+def expected_bytes(utts: Sequence[Utterance], num_layers: int, hidden_size: int) -> int:
+    frames = sum(num_frames(u.num_samples) for u in utts)
+    return frames * hidden_size * BYTES_PER_VALUE * num_layers
+
+
+def _worker(rank: int, shards: List[List[List[Utterance]]], spec: str, dtype: str,
+            device: str, layers: List[int], out_dir: str, threads: int, progress) -> None:
+    """One job: load the teacher, dump its batches, report each finished utterance."""
+    from espnet2_stacking.teachers import load_teacher
+
+    torch.set_num_threads(threads)
+    teacher = load_teacher(spec, dtype=dtype, device=device)
+    out = Path(out_dir)
+    deepest = max(layers)
+    for batch in shards[rank]:
+        wavs = [torch.from_numpy(load_audio(u, teacher.sample_rate)) for u in batch]
+        lengths = torch.tensor([len(w) for w in wavs])
+        padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(device)
+        start = time.perf_counter()
+        states, frame_lens = teacher.extract_features(padded, lengths.to(device), num_layers=deepest)
+        compute = time.perf_counter() - start
+        for i, u in enumerate(batch):
+            # Keep at most the frames the audio gives: teachers may add one (fairseq versions).
+            keep = min(int(frame_lens[i]), num_frames(u.num_samples))
+            for t in layers:
+                array = states[t][i, :keep].to(torch.float16).cpu().numpy()
+                if not np.isfinite(array).all():
+                    raise FloatingPointError(
+                        f"utterance '{u.uttid}': teacher state {t} is not finite in float16 "
+                        "(a high-norm teacher: dump with --normalize layer_norm)"
+                    )
+                save_npy_atomic(layer_path(out, t, u.uttid), array)
+        progress.put((len(batch), int(lengths.sum()), compute))
+    progress.put(None)
+
+
+def verify(out_dir: Path, utts: Sequence[Utterance], layers: Sequence[int],
+           hidden_size: int) -> Dict[str, int]:
+    """Every utterance has, for every layer, a (frames, hidden_size) float16 file whose
+    frame count is its audio's (or one less, as some teachers give); returns frames."""
+    frames = {}
+    for u in tqdm(utts, desc="verify", unit="utt", mininterval=2.0):
+        want = num_frames(u.num_samples)
+        for t in layers:
+            path = layer_path(out_dir, t, u.uttid)
+            if not path.exists():
+                raise FileNotFoundError(f"utterance '{u.uttid}': {path} is missing")
+            try:
+                array = np.load(path, mmap_mode="r")
+            except Exception as e:
+                raise RuntimeError(f"utterance '{u.uttid}': {path} is unreadable: {e}") from e
+            if array.dtype != np.float16 or array.ndim != 2 or array.shape[1] != hidden_size:
+                raise ValueError(
+                    f"utterance '{u.uttid}': {path} is {array.dtype} {array.shape}, expected "
+                    f"float16 (frames, {hidden_size})"
+                )
+            if not 0 <= want - array.shape[0] <= 1:
+                raise ValueError(
+                    f"utterance '{u.uttid}': {path} has {array.shape[0]} frames but its "
+                    f"{u.num_samples} samples give {want}"
+                )
+            if u.uttid in frames and frames[u.uttid] != array.shape[0]:
+                raise ValueError(f"utterance '{u.uttid}': layers disagree on the frame count")
+            frames[u.uttid] = array.shape[0]
+    return frames
+
+
+def write_text_atomic(path: Path, lines: Sequence[str]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequence[int],
+                        dtype: str = "float32", nj: int = 1, ngpu: int = 0,
+                        max_batch_seconds: float = 100.0, hidden_size: Optional[int] = None,
+                        num_teacher_layers: Optional[int] = None) -> dict:
+    """Dump; see the module docstring. Returns the summary.
+
+    hidden_size / num_teacher_layers: when known (from a config), checked against the teacher.
+    """
+    from espnet2_stacking.teachers import load_teacher
+
+    layers = sorted(set(layers))
+    utts = read_data_dir(data_dir)
+    if not utts:
+        raise ValueError(f"{data_dir}: no utterances")
+    probe = load_teacher(spec, dtype=dtype, device="cpu")
+    if max(layers) > probe.num_layers or min(layers) < 0:
+        raise ValueError(
+            f"layers {layers} are not all hidden states of the teacher (0..{probe.num_layers})"
+        )
+    if hidden_size is not None and hidden_size != probe.hidden_size:
+        raise ValueError(
+            f"the config expects teacher width {hidden_size}, but {spec} has {probe.hidden_size}"
+        )
+    if num_teacher_layers is not None and num_teacher_layers != probe.num_layers:
+        raise ValueError(
+            f"the config expects {num_teacher_layers} teacher layers, but {spec} has "
+            f"{probe.num_layers}"
+        )
+    meta = {"teacher": spec, "layers": layers, "hidden_size": probe.hidden_size,
+            "num_layers": probe.num_layers, "dtype": dtype, "stored_dtype": "float16"}
+    sample_rate = probe.sample_rate
+    del probe
+    for u in utts:
+        if num_frames(u.num_samples) == 0:
+            raise ValueError(
+                f"utterance '{u.uttid}': {u.num_samples} samples is shorter than one teacher "
+                "frame (400 samples)"
+            )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = out_dir / "meta.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        if old != meta:
+            raise ValueError(
+                f"{out_dir} holds a dump of another teacher or layers ({old}); remove it or "
+                "choose another --out_dir"
+            )
+    else:
+        write_text_atomic(meta_path, [json.dumps(meta, indent=1)])
+    for t in layers:
+        (out_dir / f"layer_{t}").mkdir(exist_ok=True)
+
+    todo = [u for u in utts if not is_done(out_dir, layers, u.uttid)]
+    need = expected_bytes(todo, len(layers), meta["hidden_size"])
+    total = expected_bytes(utts, len(layers), meta["hidden_size"])
+    free = shutil.disk_usage(out_dir).free
+    hours = sum(u.num_samples for u in utts) / sample_rate / 3600
+    logging.info(
+        f"dump: {len(utts)} utterances ({hours:.2f} h), layers {layers}: "
+        f"{total / 1e9:.2f} GB in all, {need / 1e9:.2f} GB still to write "
+        f"({len(utts) - len(todo)} done), {free / 1e9:.2f} GB free in {out_dir}"
+    )
+    if need > free * 0.98:
+        raise OSError(
+            f"not enough disk in {out_dir}: the dump needs {need / 1e9:.2f} GB more, "
+            f"{free / 1e9:.2f} GB is free (dump fewer layers, or use --teacher_mode online)"
+        )
+
+    start = time.perf_counter()
+    if todo:
+        _run_jobs(todo, spec, dtype, layers, out_dir, nj, ngpu, max_batch_seconds, sample_rate)
+    frames = verify(out_dir, utts, layers, meta["hidden_size"])
+    for t in layers:
+        write_text_atomic(out_dir / f"layer_{t}.scp",
+                          [f"{u.uttid} {layer_path(out_dir, t, u.uttid).resolve()}" for u in utts])
+    write_text_atomic(out_dir / "utt2num_frames", [f"{u.uttid} {frames[u.uttid]}" for u in utts])
+    seconds = time.perf_counter() - start
+    summary = {
+        "utterances": len(utts), "dumped_now": len(todo), "hours": round(hours, 4),
+        "gb_written": round(need / 1e9, 4), "gb_total": round(total / 1e9, 4),
+        "seconds": round(seconds, 2), "layers": layers,
+    }
+    write_text_atomic(out_dir / "summary.json", [json.dumps(summary, indent=1)])
+    return summary
+
+
+def _run_jobs(todo, spec, dtype, layers, out_dir, nj, ngpu, max_batch_seconds, sample_rate):
+    batches = batches_by_length(todo, int(max_batch_seconds * sample_rate))
+    nj = max(1, min(nj, len(batches)))
+    shards = [batches[i::nj] for i in range(nj)]
+    threads = max(1, (os.cpu_count() or 1) // nj)
+    ctx = mp.get_context("spawn")
+    progress = ctx.Queue()
+    procs = []
+    for rank in range(nj):
+        device = f"cuda:{rank % ngpu}" if ngpu > 0 else "cpu"
+        p = ctx.Process(target=_worker, args=(rank, shards, spec, dtype, device, layers,
+                                              str(out_dir), threads, progress))
+        p.start()
+        procs.append(p)
+    audio_seconds = 0.0
+    compute_seconds = 0.0
+    finished = 0
+    bar = tqdm(total=len(todo), desc="dump", unit="utt", mininterval=1.0)
+    try:
+        while finished < nj:
+            try:
+                msg = progress.get(timeout=5.0)
+            except queue.Empty:
+                dead = [p for p in procs if p.exitcode not in (None, 0)]
+                if dead:
+                    raise RuntimeError(
+                        f"dump job(s) {[procs.index(p) for p in dead]} failed (exit "
+                        f"{[p.exitcode for p in dead]}); see the error above. Finished files "
+                        "are kept: rerun to continue"
+                    )
+                continue
+            if msg is None:
+                finished += 1
+                continue
+            n, samples, compute = msg
+            audio_seconds += samples / sample_rate
+            compute_seconds += compute
+            bar.update(n)
+            bar.set_postfix(rtf=f"{compute_seconds / max(audio_seconds, 1e-9):.4f}")
+    finally:
+        bar.close()
+        for p in procs:
+            p.join(timeout=1.0)
+            if p.is_alive():
+                p.terminate()

@@ -1,0 +1,193 @@
+"""The distillation model: a growing student, projection heads, and the distillation loss.
+
+    speech -> frontend (wav2vec2 CNN) -> preencoder (linear) -> stacking encoder -> h_0..h_d
+    h_s --head_t--> prediction of teacher state t, for each pair (s, t) of the stacking plan
+
+Teacher targets come either from the batch (dumped by stage 2, data names ``target_<t>``) or
+from a teacher run online inside forward (frozen, eval mode, no_grad, never in state_dict()).
+Training progress (the update count and the training wall time) lives in float64 buffers so
+that a checkpoint carries it and a resume grows at exactly the same update.
+"""
+
+import logging
+import time
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from typeguard import typechecked
+
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
+from espnet2.torch_utils.device_funcs import force_gatherable
+from espnet2.train.abs_espnet_model import AbsESPnetModel
+from espnet2_stacking.distill.loss import DistillationLoss
+from espnet2_stacking.encoder.stacking_encoder import StackingTransformerEncoder
+from espnet2_stacking.stacking import StackingPlan
+
+
+def target_name(teacher_state: int) -> str:
+    """The data name of a dumped teacher state in the batch."""
+    return f"target_{teacher_state}"
+
+
+class DistillModel(AbsESPnetModel):
+    """Student + heads + loss; grows its encoder by the stacking plan.
+
+    Args:
+        frontend: waveform -> CNN features (ESPnet's CNNFrontend, 320x downsampling).
+        preencoder: CNN features -> encoder width (ESPnet's LinearProjection), or None.
+        encoder: the stacking-aware encoder, built at the plan's first depth.
+        plan: the stacking plan (growth maps, supervision pairs per depth, boundaries).
+        teacher_hidden_size: width of the teacher states the heads predict.
+        loss: the distillation loss.
+        optimizer_state_rule: how AdamW moments follow a growth: copy, reset or reset_all.
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        frontend: AbsFrontend,
+        preencoder: Optional[AbsPreEncoder],
+        encoder: StackingTransformerEncoder,
+        plan: StackingPlan,
+        teacher_hidden_size: int,
+        loss: DistillationLoss,
+        optimizer_state_rule: str = "copy",
+    ):
+        super().__init__()
+        self.frontend = frontend
+        self.preencoder = preencoder
+        self.encoder = encoder
+        self.plan = plan
+        self.loss = loss
+        self.teacher_hidden_size = teacher_hidden_size
+        self.optimizer_state_rule = optimizer_state_rule
+        # One head per teacher state: a head belongs to its pair, so it carries over growths.
+        self.heads = torch.nn.ModuleDict(
+            {
+                str(t): torch.nn.Linear(encoder.output_size(), teacher_hidden_size)
+                for t in plan.teacher_states
+            }
+        )
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("train_seconds", torch.zeros((), dtype=torch.float64))
+        self._teacher = None
+        self._last_update_time: Optional[float] = None
+
+    # ---- the teacher (online mode): held outside the module tree --------------------------
+    def set_teacher(self, teacher) -> None:
+        """Attach a frozen teacher for online targets; it never enters state_dict()."""
+        if teacher.hidden_size != self.teacher_hidden_size:
+            raise ValueError(
+                f"the teacher's width is {teacher.hidden_size} but the model was configured "
+                f"with teacher_hidden_size={self.teacher_hidden_size}"
+            )
+        if max(self.plan.teacher_states) > teacher.num_layers:
+            raise ValueError(
+                f"the plan supervises teacher state {max(self.plan.teacher_states)} but the "
+                f"teacher has only {teacher.num_layers} layers"
+            )
+        # object.__setattr__ keeps it out of nn.Module's registry (and so out of checkpoints,
+        # .parameters() and the optimizer).
+        object.__setattr__(self, "_teacher", teacher)
+
+    @property
+    def teacher(self):
+        return self._teacher
+
+    # ---- progress ----------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        return self.encoder.depth
+
+    def count_update(self) -> None:
+        """Called after every optimizer step (a step post-hook): counts updates and time."""
+        now = time.perf_counter()
+        if self._last_update_time is not None:
+            self.train_seconds += now - self._last_update_time
+        self._last_update_time = now
+        self.num_updates += 1
+
+    def start_timing(self) -> None:
+        """Start the wall clock of training at the start of an epoch's loop."""
+        self._last_update_time = time.perf_counter()
+
+    def due_depth(self) -> int:
+        """The depth the plan prescribes after ``num_updates`` updates."""
+        return self.plan.depth_at(int(self.num_updates.item()))
+
+    def grow_once(self) -> Tuple[int, int, List[int]]:
+        """Grow to the plan's next depth; returns (from, to, src)."""
+        growth = self.plan.growth_from(self.depth)
+        self.encoder.grow(list(growth.src), list(growth.lineage))
+        return growth.from_depth, growth.to_depth, list(growth.src)
+
+    # ---- forward -----------------------------------------------------------------------
+    def encode(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """Student hidden states h_0..h_d, each (batch, frames, dim), and frame lengths."""
+        feats, feats_lengths = self.frontend(speech, speech_lengths)
+        if self.preencoder is not None:
+            feats, feats_lengths = self.preencoder(feats, feats_lengths)
+        return self.encoder.forward_hidden_states(feats, feats_lengths)
+
+    def _targets(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor, batch: Dict[str, torch.Tensor]
+    ) -> Tuple[Dict[int, torch.Tensor], torch.Tensor]:
+        states = self.plan.teacher_states
+        if all(target_name(t) in batch for t in states):
+            targets = {t: batch[target_name(t)] for t in states}
+            lengths = batch[f"{target_name(states[0])}_lengths"]
+            for t, v in targets.items():
+                if v.size(-1) != self.teacher_hidden_size:
+                    raise ValueError(
+                        f"dumped teacher state {t} has width {v.size(-1)} but the model "
+                        f"expects teacher_hidden_size={self.teacher_hidden_size}"
+                    )
+            return targets, lengths
+        if self._teacher is None:
+            missing = [target_name(t) for t in states if target_name(t) not in batch]
+            raise RuntimeError(
+                f"no teacher targets: the batch lacks {missing} and no online teacher is set "
+                "(give --teacher for online mode, or the dumped .scp files as data)"
+            )
+        self._teacher.to(speech.device)
+        hidden, lengths = self._teacher.extract_features(
+            speech, speech_lengths, num_layers=max(states)
+        )
+        return {t: hidden[t].float() for t in states}, lengths
+
+    def forward(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs
+    ) -> Tuple[torch.Tensor, Dict[str, Optional[torch.Tensor]], torch.Tensor]:
+        """Distillation loss of a batch.
+
+        Args:
+            speech: (batch, samples) waveforms; speech_lengths: (batch,).
+            kwargs: ``target_<t>`` (batch, frames, teacher dim) and ``target_<t>_lengths``
+                for dumped targets; ``utt_id`` from the trainer (unused).
+        """
+        hidden, lengths = self.encode(speech, speech_lengths)
+        targets, target_lengths = self._targets(speech, speech_lengths, kwargs)
+        # Teachers can be a frame apart from the student (fairseq versions): trim both.
+        frames = min(hidden[0].size(1), min(v.size(1) for v in targets.values()))
+        lengths = torch.minimum(lengths, target_lengths.to(lengths.device)).clamp(max=frames)
+        depth = self.depth
+        preds = {
+            t: self.heads[str(t)](hidden[s][:, :frames]) for s, t in self.plan.pairs[depth]
+        }
+        targets = {t: v[:, :frames] for t, v in targets.items()}
+        loss, terms = self.loss(preds, targets, lengths)
+        stats: Dict[str, Optional[torch.Tensor]] = {"loss": loss.detach()}
+        for t, v in terms.items():
+            stats[f"loss_t{t}"] = v.detach()
+        stats["depth"] = torch.tensor(float(depth), device=loss.device)
+        loss, stats, weight = force_gatherable((loss, stats, speech.size(0)), loss.device)
+        return loss, stats, weight
+
+    def collect_feats(
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs
+    ) -> Dict[str, torch.Tensor]:
+        # The student reads raw waveforms: there are no feature statistics to collect.
+        return {}

@@ -1,0 +1,133 @@
+"""Export a distilled student as a stock ESPnet SSL-task model (recipe stage 4).
+
+The student's frontend (wav2vec2 CNN), preencoder (linear) and the active layers of its encoder
+have exactly the parameter names of ESPnet's CNNFrontend, LinearProjection and
+TransformerEncoder, so the export is a plain SSLTask model: config.yaml + model.pth that
+ESPnet's ``espnet_ssl`` ASR frontend (and ``SSLTask.build_model_from_file``) loads with no
+plugin code. The heads, the growth buffers and inactive layer slots are left behind; the
+stacking history goes along as ``stacking.json``.
+"""
+
+import argparse
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, Tuple
+
+import torch
+import yaml
+
+from espnet2.tasks.ssl import SSLTask
+from espnet2_stacking.distill.espnet_model import DistillModel
+
+# SSLTask needs a token list and a loss to build; the export never trains, so the HuBERT
+# loss gets a placeholder vocabulary. ESPnet's espnet_ssl frontend deletes the losses.
+PLACEHOLDER_TOKENS = ["0", "<unk>"]
+STUDENT_PARTS = ("frontend", "preencoder", "encoder")
+
+
+def ssl_config(model: DistillModel, distill_args: argparse.Namespace) -> dict:
+    """SSLTask's full default config with our student's components filled in."""
+    parser = SSLTask.get_parser()
+    config = vars(parser.parse_args(["--token_list", "tokens.txt", "--output_dir", "unused"]))
+    for key in ("config", "print_config", "required", "output_dir", "ngpu"):
+        config.pop(key, None)
+    encoder_conf = model.encoder.export_config()
+    config.update(
+        token_list=list(PLACEHOLDER_TOKENS),
+        input_size=None,
+        frontend="wav2vec_cnn",
+        frontend_conf=dict(distill_args.frontend_conf),
+        specaug=None,
+        specaug_conf={},
+        normalize=None,
+        normalize_conf={},
+        preencoder=distill_args.preencoder,
+        preencoder_conf=(
+            {"input_size": model.frontend.output_size(), **distill_args.preencoder_conf}
+            if distill_args.preencoder is not None else {}
+        ),
+        encoder="transformer",
+        encoder_conf=encoder_conf,
+        model="espnet",
+        model_conf={},
+        loss=[{"name": "hubert", "conf": {"num_classes": len(PLACEHOLDER_TOKENS), "final_dim": 1}}],
+        util=[],
+    )
+    return config
+
+
+def student_state_dict(model: DistillModel) -> Dict[str, torch.Tensor]:
+    """frontend.*, preencoder.* and the active encoder layers, under SSLTask's names."""
+    state = {f"frontend.{k}": v for k, v in model.frontend.state_dict().items()}
+    if model.preencoder is not None:
+        state.update({f"preencoder.{k}": v for k, v in model.preencoder.state_dict().items()})
+    state.update({f"encoder.{k}": v for k, v in model.encoder.export_state_dict().items()})
+    return state
+
+
+def load_distill_model(config_file: Path, model_file: Path) -> Tuple[DistillModel, argparse.Namespace]:
+    from espnet2_stacking.register import register
+    from espnet2_stacking.tasks.distill import DistillTask
+
+    register()
+    with config_file.open(encoding="utf-8") as f:
+        args = argparse.Namespace(**yaml.safe_load(f))
+    # The exported student needs no teacher: build without loading one.
+    args.teacher = None
+    model = DistillTask.build_model(args)
+    state = torch.load(model_file, map_location="cpu", weights_only=True)
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise RuntimeError(
+            f"{model_file} does not match {config_file}: missing {result.missing_keys[:5]}, "
+            f"unexpected {result.unexpected_keys[:5]}"
+        )
+    model.eval()
+    return model, args
+
+
+def export_student(config_file: Path, model_file: Path, out_dir: Path,
+                   stacking_log: Path = None) -> Path:
+    """Write out_dir/{config.yaml,model.pth,stacking.json}; returns the model path."""
+    model, args = load_distill_model(config_file, model_file)
+    config = ssl_config(model, args)
+    # Build the stock model from that config and load our weights strictly into its student
+    # part: if ESPnet cannot take them, fail here rather than in a user's ASR run.
+    ssl_model = SSLTask.build_model(argparse.Namespace(**config))
+    ours = student_state_dict(model)
+    # The student is the frontend, preencoder and encoder; the rest (loss, masking, step
+    # counter) is SSL training machinery that ESPnet's frontend drops.
+    theirs = {k for k in ssl_model.state_dict() if k.split(".")[0] in STUDENT_PARTS}
+    if set(ours) != theirs:
+        raise RuntimeError(
+            "exported keys do not match ESPnet's SSL model: "
+            f"extra {sorted(set(ours) - theirs)[:5]}, missing {sorted(theirs - set(ours))[:5]}"
+        )
+    ssl_model.load_state_dict(ours, strict=False)
+
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    with (tmp / "config.yaml").open("w", encoding="utf-8") as f:
+        yaml.safe_dump(config, f, sort_keys=False)
+    torch.save(ssl_model.state_dict(), tmp / "model.pth")
+    info = {
+        "source_config": str(config_file), "source_model": str(model_file),
+        "depth": model.depth, "lineage": model.encoder.lineage,
+        "stacking_method": args.stacking_method, "stacking_depths": list(args.stacking_depths),
+        "stacking_schedule": args.stacking_schedule,
+        "parameters": sum(v.numel() for k, v in ours.items()),
+    }
+    if stacking_log is not None and stacking_log.exists():
+        info["stacking_log"] = [json.loads(x) for x in stacking_log.read_text().splitlines() if x]
+    (tmp / "stacking.json").write_text(json.dumps(info, indent=1))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    logging.info(f"exported a {model.depth}-layer student ({info['parameters']:,} parameters) "
+                 f"to {out_dir}")
+    return out_dir / "model.pth"

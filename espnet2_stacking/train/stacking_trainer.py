@@ -1,0 +1,153 @@
+"""ESPnet's Trainer, plus growth of the student at the plan's update boundaries.
+
+ESPnet's loop is kept whole: this subclass only wraps the batch iterator so that, before each
+batch, a student whose update count has reached a stage boundary grows (weights copied in
+place, optimizer state carried by the chosen rule). Progress lives in the model's buffers, so
+resuming from ESPnet's epoch checkpoint replays the epoch and grows at the same update.
+
+stacking.jsonl (output dir, rank 0) has one line per growth:
+    {"update", "epoch", "from", "to", "src", "stage_seconds"}
+and, once training ends, a last line {"summary": {...}} with total seconds, seconds per
+stage and depth per stage. On resume, lines past the checkpoint's update count are dropped, so
+every growth appears exactly once.
+"""
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Tuple
+
+import torch
+
+from espnet2.train.trainer import Trainer
+from espnet2_stacking.distill.espnet_model import DistillModel
+from espnet2_stacking.encoder.optimizer_state import transfer_optimizer_state
+
+LOG_NAME = "stacking.jsonl"
+
+
+def _unwrap(model: torch.nn.Module) -> DistillModel:
+    core = model.module if isinstance(
+        model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)
+    ) else model
+    if not isinstance(core, DistillModel):
+        raise TypeError(f"StackingTrainer trains a DistillModel, got {type(core).__name__}")
+    return core
+
+
+def _is_rank0(distributed_option) -> bool:
+    return not distributed_option.distributed or distributed_option.dist_rank == 0
+
+
+def _write_lines(path: Path, records: List[dict]) -> None:
+    """Rewrite the log atomically: never a half-written file after a kill."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    os.replace(tmp, path)
+
+
+def read_stacking_log(path: Path) -> List[dict]:
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class StackingTrainer(Trainer):
+    """Trainer that grows a DistillModel by its stacking plan, between updates."""
+
+    @classmethod
+    def train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter,
+                        summary_writer, options, distributed_option) -> bool:
+        core = _unwrap(model)
+        log_path = Path(options.output_dir) / LOG_NAME
+        rank0 = _is_rank0(distributed_option)
+        if rank0:
+            cls._drop_unreached_growths(log_path, int(core.num_updates.item()))
+        grown = cls._growing(core, iterator, optimizers, reporter.get_epoch(), log_path, rank0)
+        return super().train_one_epoch(
+            model=model,
+            iterator=grown,
+            optimizers=optimizers,
+            schedulers=schedulers,
+            scaler=scaler,
+            reporter=reporter,
+            summary_writer=summary_writer,
+            options=options,
+            distributed_option=distributed_option,
+        )
+
+    @classmethod
+    def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
+            plot_attention_iter_factory, trainer_options, distributed_option) -> None:
+        super().run(
+            model=model,
+            optimizers=optimizers,
+            schedulers=schedulers,
+            train_iter_factory=train_iter_factory,
+            valid_iter_factory=valid_iter_factory,
+            plot_attention_iter_factory=plot_attention_iter_factory,
+            trainer_options=trainer_options,
+            distributed_option=distributed_option,
+        )
+        if _is_rank0(distributed_option):
+            cls._write_summary(_unwrap(model), Path(trainer_options.output_dir) / LOG_NAME)
+
+    # ---- growth -------------------------------------------------------------------------
+    @staticmethod
+    def _growing(core: DistillModel, iterator: Iterable, optimizers, epoch: int,
+                 log_path: Path, rank0: bool) -> Iterator[Tuple[List[str], Dict]]:
+        core.start_timing()
+        for item in iterator:
+            # The previous update has completed (the trainer zeroes grads right after the
+            # step), so weights and moments can be copied without racing anything.
+            while core.due_depth() > core.depth:
+                records = read_stacking_log(log_path) if rank0 else []
+                stage_start = sum(r["stage_seconds"] for r in records if "summary" not in r)
+                stage_seconds = float(core.train_seconds.item()) - stage_start
+                from_depth, to_depth, src = core.grow_once()
+                for optimizer in optimizers:
+                    transfer_optimizer_state(optimizer, core.encoder, src,
+                                             core.optimizer_state_rule)
+                update = int(core.num_updates.item())
+                logging.info(
+                    f"stacking: grew {from_depth} -> {to_depth} layers at update {update} "
+                    f"(epoch {epoch}), src={src}; the stage took {stage_seconds:.1f} s"
+                )
+                if rank0:
+                    records.append({
+                        "update": update, "epoch": epoch, "from": from_depth,
+                        "to": to_depth, "src": src, "stage_seconds": round(stage_seconds, 3),
+                    })
+                    _write_lines(log_path, records)
+            yield item
+
+    @staticmethod
+    def _drop_unreached_growths(log_path: Path, num_updates: int) -> None:
+        """Keep what the checkpoint holds: growths up to its update count, no summary."""
+        records = read_stacking_log(log_path)
+        kept = [r for r in records if "summary" not in r and r["update"] <= num_updates]
+        if kept != records:
+            _write_lines(log_path, kept)
+
+    @staticmethod
+    def _write_summary(core: DistillModel, log_path: Path) -> None:
+        records = [r for r in read_stacking_log(log_path) if "summary" not in r]
+        total = float(core.train_seconds.item())
+        stage_seconds = [r["stage_seconds"] for r in records]
+        stage_seconds.append(round(total - sum(stage_seconds), 3))
+        depths = [records[0]["from"]] if records else [core.depth]
+        depths += [r["to"] for r in records]
+        records.append({
+            "summary": {
+                "total_seconds": round(total, 3),
+                "stage_seconds": stage_seconds,
+                "stage_depths": depths,
+                "updates": int(core.num_updates.item()),
+                "final_depth": core.depth,
+            }
+        })
+        _write_lines(log_path, records)

@@ -1,0 +1,86 @@
+"""Shared fixtures: tiny corpora, distillation configs and teacher dumps built on the fly."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+TEACHER = "random:hubert?layers=4&dim=32&seed=0"
+
+
+def write_data_dir(root: Path, split: str, num_utts: int, seed: int = 0) -> Path:
+    """A Kaldi-style dir of short tones in noise: wav.scp, utt2num_samples (and text)."""
+    rng = np.random.default_rng(seed)
+    out = root / split
+    (out / "wavs").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(num_utts):
+        uid = f"spk{i % 2}-{split}{i:03d}"
+        n = int(rng.integers(8000, 24000))
+        t = np.arange(n) / 16000
+        x = 0.1 * np.sin(2 * np.pi * (150 + 40 * i) * t) + 0.01 * rng.standard_normal(n)
+        path = out / "wavs" / f"{uid}.wav"
+        sf.write(path, x.astype(np.float32), 16000)
+        rows.append((uid, str(path.resolve()), n))
+    rows.sort()
+    (out / "wav.scp").write_text("".join(f"{u} {p}\n" for u, p, _ in rows))
+    (out / "utt2num_samples").write_text("".join(f"{u} {n}\n" for u, _, n in rows))
+    (out / "text").write_text("".join(f"{u} A TONE\n" for u, _, _ in rows))
+    return out
+
+
+def distill_config(**over) -> dict:
+    conf = {
+        "teacher_num_layers": 4, "teacher_hidden_size": 32, "target_layers": [2, 4],
+        "stacking_method": "interleaved", "stacking_depths": [1, 2, 4], "stacking_schedule": "eql",
+        "alignment_mode": "l2l_proportional",
+        "frontend": "wav2vec_cnn",
+        "frontend_conf": {"norm_mode": "group_norm", "conv_mode": "standard", "bias": False,
+                          "shapes": [[16, 10, 5]] + [[16, 3, 2]] * 4 + [[16, 2, 2]] * 2},
+        "preencoder": "linear", "preencoder_conf": {"output_size": 16},
+        "encoder": "stacking_transformer",
+        "encoder_conf": {"output_size": 16, "attention_heads": 2, "linear_units": 32,
+                         "pos_enc_layer_type": "abs_pos", "dropout_rate": 0.0,
+                         "positional_dropout_rate": 0.0, "attention_dropout_rate": 0.0},
+        "loss": "distill", "loss_conf": {"loss_type": "mse", "intermediate_weight": 0.5},
+        "optim": "adamw", "optim_conf": {"lr": 1.0e-3},
+        "scheduler": "warmuplineardecaylr", "scheduler_conf": {"warmup_ratio": 0.1},
+        "batch_type": "unsorted", "batch_size": 4, "num_iters_per_epoch": 3, "max_epoch": 4,
+        "crop_max_samples": 16000, "keep_nbest_models": 1,
+        "best_model_criterion": [["valid", "loss", "min"]], "use_matplotlib": False,
+        "seed": 0, "num_workers": 0,
+    }
+    conf.update(over)
+    return conf
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory):
+    """data/{train,dev} and the teacher's dumped states 2 and 4 for both (built once)."""
+    from espnet2_stacking.distill.dump import dump_teacher_states
+
+    root = tmp_path_factory.mktemp("corpus")
+    dirs = {"train": write_data_dir(root / "data", "train", 12), "dev": write_data_dir(root / "data", "dev", 4, seed=1)}
+    for split, d in dirs.items():
+        dump_teacher_states(d, root / "dump" / split, TEACHER, [2, 4], nj=1)
+    return root
+
+
+def write_config(path: Path, **over) -> Path:
+    path.write_text(yaml.safe_dump(distill_config(**over)))
+    return path
+
+
+def train_args(root: Path, config: Path, out: Path, dumped: bool = True) -> list:
+    args = ["--config", str(config), "--output_dir", str(out), "--ngpu", "0"]
+    for tag, split in (("train", "train"), ("valid", "dev")):
+        args += [f"--{tag}_data_path_and_name_and_type", f"{root}/data/{split}/wav.scp,speech,sound",
+                 f"--{tag}_shape_file", f"{root}/data/{split}/utt2num_samples"]
+        if dumped:
+            for t in (2, 4):
+                args += [f"--{tag}_data_path_and_name_and_type",
+                         f"{root}/dump/{split}/layer_{t}.scp,target_{t},npy"]
+    return args

@@ -1,0 +1,145 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from conftest import TEACHER, train_args, write_config
+from espnet2_stacking.register import register
+from espnet2_stacking.tasks.distill import DistillTask
+
+register()
+
+
+def read_log(out: Path):
+    return [json.loads(x) for x in (out / "stacking.jsonl").read_text().splitlines()]
+
+
+def run_train(args, **kw):
+    cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, **kw)
+
+
+def test_parser_help_and_print_config(capsys):
+    parser = DistillTask.get_parser()
+    args = parser.parse_args(["--output_dir", "x"])
+    assert args.stacking_method == "interleaved" and args.stacking_depths == [3, 6, 9, 12]
+    assert args.unused_parameters is True  # inactive layers get no gradient under DDP
+    with pytest.raises(SystemExit):
+        DistillTask.main(cmd=["--help"])
+    assert "--stacking_schedule" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        DistillTask.main(cmd=["--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    for key in ("stacking_method", "target_layers", "encoder_conf", "loss_conf", "crop_mode"):
+        assert key in printed
+    assert printed["encoder"] == "stacking_transformer"
+
+
+def test_config_round_trip(tmp_path, capsys):
+    conf = write_config(tmp_path / "c.yaml", stacking_schedule="prop:1")
+    with pytest.raises(SystemExit):
+        DistillTask.main(cmd=["--config", str(conf), "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["stacking_schedule"] == "prop:1" and printed["encoder_conf"]["linear_units"] == 32
+    (tmp_path / "again.yaml").write_text(yaml.safe_dump(printed))
+    with pytest.raises(SystemExit):
+        DistillTask.main(cmd=["--config", str(tmp_path / "again.yaml"), "--print_config"])
+    assert yaml.safe_load(capsys.readouterr().out) == printed
+
+
+def test_build_model_checks_depths_and_length(tmp_path):
+    args = DistillTask.get_parser().parse_args(["--config", str(write_config(tmp_path / "c.yaml")), "--output_dir", "x"])
+    model = DistillTask.build_model(args)
+    assert model.depth == 1 and model.encoder.num_blocks == 4
+    assert model.plan.boundaries == (4, 8)
+    args.encoder_conf = {**args.encoder_conf, "num_blocks": 6}
+    with pytest.raises(ValueError, match="num_blocks=6 disagrees"):
+        DistillTask.build_model(args)
+    args.encoder_conf.pop("num_blocks")
+    args.num_iters_per_epoch = None
+    with pytest.raises(ValueError, match="num_iters_per_epoch"):
+        DistillTask.build_model(args)
+
+
+def test_staged_distillation_grows_at_the_planned_updates(tiny_corpus, tmp_path):
+    out = tmp_path / "exp"
+    res = run_train(train_args(tiny_corpus, write_config(tmp_path / "c.yaml"), out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = read_log(out)
+    # 12 updates, EQL over depths 1, 2, 4: growths after updates 4 and 8
+    assert [(r["update"], r["from"], r["to"], r["src"]) for r in log[:-1]] == [
+        (4, 1, 2, [0, 0]), (8, 2, 4, [0, 0, 1, 1])]
+    assert [r["epoch"] for r in log[:-1]] == [2, 3]
+    summary = log[-1]["summary"]
+    assert summary["stage_depths"] == [1, 2, 4] and summary["updates"] == 12
+    assert len(summary["stage_seconds"]) == 3
+    assert abs(sum(summary["stage_seconds"]) - summary["total_seconds"]) < 0.01
+    state = torch.load(out / "latest.pth", weights_only=True)
+    assert state["encoder.active_depth"].item() == 4.0
+    assert not any(k.startswith("teacher") or "_teacher" in k for k in state)
+
+
+def test_online_teacher_mode(tiny_corpus, tmp_path):
+    out = tmp_path / "exp"
+    args = train_args(tiny_corpus, write_config(tmp_path / "c.yaml", max_epoch=2, num_iters_per_epoch=2), out, dumped=False)
+    res = run_train(args + ["--teacher", TEACHER])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [r.get("to") for r in read_log(out)[:-1]] == [2]
+    state = torch.load(out / "latest.pth", weights_only=True)
+    assert all(k.split(".")[0] in ("frontend", "preencoder", "encoder", "heads", "num_updates", "train_seconds", "loss") for k in state)
+
+
+def test_missing_targets_are_a_clear_error(tiny_corpus, tmp_path):
+    args = train_args(tiny_corpus, write_config(tmp_path / "c.yaml", max_epoch=1), tmp_path / "exp", dumped=False)
+    res = run_train(args)
+    assert res.returncode != 0
+    assert "no teacher targets" in res.stderr
+
+
+def _weights(path):
+    return torch.load(path, weights_only=True)
+
+
+@pytest.mark.slow
+def test_sigkill_after_a_growth_then_resume_gives_identical_weights(tiny_corpus, tmp_path):
+    over = dict(num_iters_per_epoch=6, max_epoch=2,
+                encoder_conf={"output_size": 64, "attention_heads": 2, "linear_units": 256,
+                              "pos_enc_layer_type": "abs_pos", "dropout_rate": 0.1})
+    conf = write_config(tmp_path / "c.yaml", **over)
+    ref = tmp_path / "ref"
+    assert run_train(train_args(tiny_corpus, conf, ref)).returncode == 0
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", *train_args(tiny_corpus, conf, out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / "stacking.jsonl"
+    deadline = time.time() + 120
+    # the second growth (update 8) happens mid-epoch 2; kill as soon as it is logged
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 2:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    if proc.returncode != -signal.SIGKILL or (out / "2epoch.pth").exists():
+        pytest.skip("the run finished epoch 2 before the kill landed (machine too fast)")
+    assert len(log.read_text().splitlines()) == 2  # the growth was logged before the kill
+    res = run_train(train_args(tiny_corpus, conf, out) + ["--resume", "true"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    a, b = _weights(ref / "latest.pth"), _weights(out / "latest.pth")
+    assert set(a) == set(b)
+    for k in a:
+        if k == "train_seconds":
+            continue
+        assert torch.equal(a[k], b[k]), k
+    ref_log, got_log = read_log(ref), read_log(out)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "stage_seconds"} for r in rs[:-1]]
+    assert strip(got_log) == strip(ref_log)  # each growth exactly once
+    assert [r["update"] for r in got_log[:-1]] == [4, 8]
