@@ -84,3 +84,21 @@ def train_args(root: Path, config: Path, out: Path, dumped: bool = True) -> list
                 args += [f"--{tag}_data_path_and_name_and_type",
                          f"{root}/dump/{split}/layer_{t}.scp,target_{t},npy"]
     return args
+
+
+def run_distill_train(args: list):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", *args]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_corpus, tmp_path_factory):
+    """One staged distillation (depths 1 -> 2 -> 4, dumped targets), shared by tests."""
+    root = tmp_path_factory.mktemp("trained")
+    out = root / "exp"
+    res = run_distill_train(train_args(tiny_corpus, write_config(root / "c.yaml"), out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out

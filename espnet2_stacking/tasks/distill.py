@@ -153,6 +153,15 @@ class DistillTask(AbsTask):
         Tuple[List[str], Dict[str, torch.Tensor]],
     ]:
         targets = [] if args.teacher is not None else cls.target_data_names(args)
+        option = f"{'train' if train else 'valid'}_data_path_and_name_and_type"
+        given = {entry[1] for entry in getattr(args, option)}
+        missing = [t for t in targets if t not in given]
+        if missing:
+            raise ValueError(
+                f"no teacher targets: --{option} lacks {missing} and no --teacher is given; pass "
+                "the dumped states (stage 2, e.g. dump/train/layer_4.scp,target_4,npy) or run "
+                "the teacher online with --teacher SPEC"
+            )
         if train:
             return DistillCollateFn(targets, crop_mode=args.crop_mode,
                                     max_samples=args.crop_max_samples)

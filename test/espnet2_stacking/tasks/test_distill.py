@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import signal
@@ -32,26 +33,40 @@ def test_parser_help_and_print_config(capsys):
     assert args.stacking_method == "interleaved" and args.stacking_depths == [3, 6, 9, 12]
     assert args.unused_parameters is True  # inactive layers get no gradient under DDP
     with pytest.raises(SystemExit):
-        DistillTask.main(cmd=["--help"])
+        parser.parse_args(["--help"])
     assert "--stacking_schedule" in capsys.readouterr().out
-    with pytest.raises(SystemExit):
-        DistillTask.main(cmd=["--print_config"])
-    printed = yaml.safe_load(capsys.readouterr().out)
+    buf = io.StringIO()
+    DistillTask.print_config(file=buf)
+    printed = yaml.safe_load(buf.getvalue())
     for key in ("stacking_method", "target_layers", "encoder_conf", "loss_conf", "crop_mode"):
         assert key in printed
     assert printed["encoder"] == "stacking_transformer"
+    assert printed["encoder_conf"]["linear_units"] == 1536  # the constructor is the schema
 
 
-def test_config_round_trip(tmp_path, capsys):
-    conf = write_config(tmp_path / "c.yaml", stacking_schedule="prop:1")
-    with pytest.raises(SystemExit):
-        DistillTask.main(cmd=["--config", str(conf), "--print_config"])
-    printed = yaml.safe_load(capsys.readouterr().out)
-    assert printed["stacking_schedule"] == "prop:1" and printed["encoder_conf"]["linear_units"] == 32
-    (tmp_path / "again.yaml").write_text(yaml.safe_dump(printed))
-    with pytest.raises(SystemExit):
-        DistillTask.main(cmd=["--config", str(tmp_path / "again.yaml"), "--print_config"])
-    assert yaml.safe_load(capsys.readouterr().out) == printed
+def test_config_round_trip(tmp_path):
+    buf = io.StringIO()
+    DistillTask.print_config(file=buf)
+    (tmp_path / "default.yaml").write_text(buf.getvalue())
+    parser = DistillTask.get_parser()
+    again = vars(parser.parse_args(["--config", str(tmp_path / "default.yaml"), "--output_dir", "x"]))
+    plain = vars(parser.parse_args(["--output_dir", "x"]))
+    again.pop("config"), plain.pop("config")
+    assert again == plain
+    ours = parser.parse_args(["--config", str(write_config(tmp_path / "c.yaml", stacking_schedule="prop:1")), "--output_dir", "x"])
+    assert ours.stacking_schedule == "prop:1" and ours.encoder_conf["linear_units"] == 32
+
+
+RECIPE_CONFIGS = sorted(Path(__file__).parents[3].glob("egs2/*/distill1/conf/distill_*.yaml"))
+
+
+@pytest.mark.parametrize("config", RECIPE_CONFIGS, ids=lambda p: f"{p.parts[-4]}/{p.name}")
+def test_every_recipe_config_builds(config):
+    args = DistillTask.get_parser().parse_args(["--config", str(config), "--output_dir", "x"])
+    model = DistillTask.build_model(args)
+    assert model.encoder.num_blocks == args.stacking_depths[-1]
+    assert model.depth == args.stacking_depths[0]
+    assert set(model.plan.pairs) == set(args.stacking_depths)
 
 
 def test_build_model_checks_depths_and_length(tmp_path):
@@ -68,10 +83,8 @@ def test_build_model_checks_depths_and_length(tmp_path):
         DistillTask.build_model(args)
 
 
-def test_staged_distillation_grows_at_the_planned_updates(tiny_corpus, tmp_path):
-    out = tmp_path / "exp"
-    res = run_train(train_args(tiny_corpus, write_config(tmp_path / "c.yaml"), out))
-    assert res.returncode == 0, res.stderr[-3000:]
+def test_staged_distillation_grows_at_the_planned_updates(trained_run):
+    out = trained_run
     log = read_log(out)
     # 12 updates, EQL over depths 1, 2, 4: growths after updates 4 and 8
     assert [(r["update"], r["from"], r["to"], r["src"]) for r in log[:-1]] == [
@@ -91,7 +104,8 @@ def test_online_teacher_mode(tiny_corpus, tmp_path):
     args = train_args(tiny_corpus, write_config(tmp_path / "c.yaml", max_epoch=2, num_iters_per_epoch=2), out, dumped=False)
     res = run_train(args + ["--teacher", TEACHER])
     assert res.returncode == 0, res.stderr[-3000:]
-    assert [r.get("to") for r in read_log(out)[:-1]] == [2]
+    # 4 updates, EQL over depths 1, 2, 4: growths after updates 1 and 3
+    assert [(r["update"], r["to"]) for r in read_log(out)[:-1]] == [(1, 2), (3, 4)]
     state = torch.load(out / "latest.pth", weights_only=True)
     assert all(k.split(".")[0] in ("frontend", "preencoder", "encoder", "heads", "num_updates", "train_seconds", "loss") for k in state)
 
@@ -109,7 +123,7 @@ def _weights(path):
 
 @pytest.mark.slow
 def test_sigkill_after_a_growth_then_resume_gives_identical_weights(tiny_corpus, tmp_path):
-    over = dict(num_iters_per_epoch=6, max_epoch=2,
+    over = dict(num_iters_per_epoch=6, max_epoch=2, preencoder_conf={"output_size": 64},
                 encoder_conf={"output_size": 64, "attention_heads": 2, "linear_units": 256,
                               "pos_enc_layer_type": "abs_pos", "dropout_rate": 0.1})
     conf = write_config(tmp_path / "c.yaml", **over)

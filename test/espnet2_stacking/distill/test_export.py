@@ -1,0 +1,56 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from espnet2.asr.frontend.espnet_ssl import ESPnetSSLFrontend
+from espnet2_stacking.distill.export import export_student, load_distill_model
+from espnet2_stacking.teachers import load_teacher
+
+
+@pytest.fixture(scope="module")
+def exported(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("student") / "student"
+    res = subprocess.run([sys.executable, "-m", "espnet2_stacking.bin.export_student",
+                          "--distill_dir", str(trained_run), "--out_dir", str(out)],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return out
+
+
+def test_stock_espnet_frontend_gives_our_students_hidden_states(trained_run, exported):
+    """No plugin code on the loading side: ESPnet's own espnet_ssl frontend."""
+    frontend = ESPnetSSLFrontend(fs=16000, frontend_conf={"path_or_url": str(exported / "model.pth")},
+                                 multilayer_feature=True, mask_feats=False).eval()
+    model, _ = load_distill_model(trained_run / "config.yaml", trained_run / "latest.pth")
+    x = torch.randn(2, 16000, generator=torch.Generator().manual_seed(0))
+    lens = torch.tensor([16000, 12000])
+    with torch.no_grad():
+        _, layers, stock_lens = frontend.upstream.inference_encode(x, lens, False, True)
+        ours, our_lens = model.encode(x, lens)
+    assert len(layers) == 4 == model.depth
+    assert torch.equal(stock_lens, our_lens)
+    for a, b in zip(layers, ours[1:]):
+        assert torch.allclose(a, b, atol=1e-6)
+    # and through the ASR path: the weighted sum over the layers runs
+    feats, flens = frontend(x, lens)
+    assert feats.shape == (2, int(flens.max()), 16)
+
+
+def test_export_is_a_teacher_too_and_records_its_history(trained_run, exported):
+    teacher = load_teacher(str(exported / "model.pth"))
+    assert teacher.num_layers == 4 and teacher.hidden_size == 16
+    info = json.loads((exported / "stacking.json").read_text())
+    assert info["depth"] == 4 and info["lineage"] == [0, 0, 0, 0]
+    assert [r["to"] for r in info["stacking_log"] if "to" in r] == [2, 4]
+
+
+def test_a_checkpoint_that_does_not_match_its_config_is_refused(trained_run, tmp_path):
+    state = torch.load(trained_run / "latest.pth", weights_only=True)
+    state.pop("heads.2.weight")
+    torch.save(state, tmp_path / "broken.pth")
+    with pytest.raises(RuntimeError, match="broken.pth does not match"):
+        export_student(trained_run / "config.yaml", tmp_path / "broken.pth", tmp_path / "out")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
