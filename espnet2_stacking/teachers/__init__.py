@@ -1,8 +1,22 @@
-"""Teachers: one interface (AbsTeacher) over fairseq, unilm, Hugging Face and ESPnet models."""
+"""Teachers: one frozen interface (AbsTeacher) over fairseq, unilm WavLM, Hugging Face,
+ESPnet SSL and tiny random models; ``load_teacher(spec)`` reads them all."""
 
 from espnet2_stacking.teachers.abs_teacher import (
-    AbsTeacher, num_frames, num_samples_for, select_states,
+    HOP,
+    WINDOW,
+    AbsTeacher,
+    num_frames,
+    num_samples_for,
+    select_states,
 )
 from espnet2_stacking.teachers.load import load_teacher
 
-__all__ = ["AbsTeacher", "load_teacher", "num_frames", "num_samples_for", "select_states"]
+__all__ = [
+    "HOP",
+    "WINDOW",
+    "AbsTeacher",
+    "load_teacher",
+    "num_frames",
+    "num_samples_for",
+    "select_states",
+]

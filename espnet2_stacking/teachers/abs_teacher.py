@@ -1,25 +1,57 @@
-"""One interface over every teacher: waveforms in, hidden states h_0..h_L out.
+"""The teacher interface: a frozen speech SSL model that returns its hidden states.
 
-h_0 is the transformer input (after the CNN, the feature projection and the positional
-convolution), h_k the output of layer k: the convention of s3prl, Hugging Face and torchaudio.
-A teacher is always frozen, in eval mode and run without autograd. It is deliberately not an
-nn.Module: a student that keeps one as an attribute does not register it, so it never lands in
-the student's state_dict, its optimizer or its checkpoints.
+Layer convention (s3prl, Hugging Face and torchaudio index layers so):
+    h_0  the transformer input: after the CNN, the feature projection and the positional
+         convolution (and, in post-LN models, the encoder LayerNorm that precedes layer 1);
+    h_k  the output of transformer layer k, k = 1..L, *before* any final LayerNorm.
+In pre-LN teachers (``layer_norm_first``, e.g. HuBERT / WavLM Large, ESPnet SSL models with
+``normalize_before``) the encoder applies one more LayerNorm after layer L; no returned state
+includes it (torchaudio's ``extract_features`` and transformers >= 5 ``hidden_states`` give the
+same; s3prl and transformers 4.x put the normalised output last instead). Such states grow in
+scale with depth: ``normalize="layer_norm"`` normalises every returned frame (no affine).
+
+Frames: ``num_frames(n) = 1 + (n - 400) // 320`` for n >= 400 samples, else 0 (the wav2vec2
+CNN). Every teacher here is checked to follow it; other implementations (some fairseq
+versions) can give one frame less: trim teacher and student to the shorter.
+
+Online use inside training (the same interface as the frame dump)::
+
+    teacher = load_teacher("/models/hubert_base_ls960.pt", dtype="bfloat16", device="cuda")
+    model.teacher = teacher                     # a plain attribute: see below
+    states, frame_lengths = teacher.extract_features(speech, speech_lengths, num_layers=12)
+    targets = select_states(states, [4, 8, 12])  # (batch, frames, dim) each
+
+A teacher is deliberately *not* an ``nn.Module``: assigned to an attribute of a student
+module it stays a plain reference, so it is not in the student's ``state_dict()`` (no teacher
+weights in any checkpoint), not in ``parameters()`` (not in the optimizer), not switched by
+``student.train()`` and not moved by ``student.to()``: call ``teacher.to(device)`` yourself
+(a no-op when it is already there). Its weights never require grad; it always runs in eval
+mode under ``torch.no_grad()`` (not ``inference_mode``: inference tensors could not be saved
+for the student's backward) with the caller's autocast switched off, and ``teacher.train()``
+leaves it in eval mode. It computes in ``dtype`` (float32, bfloat16 or float16) and returns
+float32 states. With several GPUs, give every process its own teacher (DDP), not one teacher
+shared by DataParallel replicas.
 """
 
+import logging
 from abc import ABC, abstractmethod
-from typing import List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
+import torch.nn.functional as F
+from typeguard import typechecked
 
-WINDOW = 400  # samples of the wav2vec2 CNN's receptive field
-HOP = 320     # samples per frame
+WINDOW = 400  # samples in the receptive field of one frame
+HOP = 320  # samples between frames (20 ms at 16 kHz)
+SAMPLE_RATE = 16000
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+NORMALIZATIONS = ("none", "layer_norm")
+
+logger = logging.getLogger(__name__)
 
 
 def num_frames(num_samples: int) -> int:
-    """Frames the wav2vec2 CNN gives for ``num_samples`` samples (0 below one window).
-    Teachers from different fairseq versions may differ by one: trim to the shorter."""
+    """Frames of the wav2vec2 CNN for ``num_samples`` samples (0 below one window)."""
     return 0 if num_samples < WINDOW else 1 + (num_samples - WINDOW) // HOP
 
 
@@ -28,102 +60,196 @@ def num_samples_for(frames: int) -> int:
     return 0 if frames <= 0 else HOP * (frames - 1) + WINDOW
 
 
-def check_waveforms(wavs: torch.Tensor, lengths: torch.Tensor) -> None:
-    if wavs.dim() != 2 or not wavs.is_floating_point():
-        raise ValueError(f"waveforms must be a float (batch, samples) tensor, got {tuple(wavs.shape)} {wavs.dtype}")
-    if lengths.dim() != 1 or lengths.size(0) != wavs.size(0):
-        raise ValueError(f"lengths must be (batch,) = ({wavs.size(0)},), got {tuple(lengths.shape)}")
-    if int(lengths.max()) > wavs.size(1):
-        raise ValueError(f"a length ({int(lengths.max())}) exceeds the padded width {wavs.size(1)}")
-    short = (lengths < WINDOW).nonzero().flatten().tolist()
-    if short:
-        raise ValueError(
-            f"batch items {short} are shorter than one teacher frame ({WINDOW} samples): "
-            f"lengths {[int(lengths[i]) for i in short]}"
-        )
+@typechecked
+def select_states(states: Sequence[torch.Tensor], layers: Sequence[int]) -> List[torch.Tensor]:
+    """The states ``layers`` (indices into h_0..h_k) of an ``extract_features`` result."""
+    for t in layers:
+        if not 0 <= t < len(states):
+            raise IndexError(
+                f"hidden state {t} was not computed: the result holds h_0..h_{len(states) - 1} "
+                f"(pass num_layers >= {t} to extract_features)"
+            )
+    return [states[t] for t in layers]
+
+
+def short_list(items: Sequence[str], n: int = 5) -> str:
+    """The first ``n`` items joined, for error messages."""
+    items = list(items)
+    return ", ".join(items[:n]) + (f" ... ({len(items)} in all)" if len(items) > n else "")
+
+
+def padding_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """(batch, frames) bool, True at padded frames."""
+    return torch.arange(frames, device=lengths.device)[None, :] >= lengths[:, None]
 
 
 class AbsTeacher(ABC):
-    """A frozen teacher. Subclasses set ``num_layers``, ``hidden_size``; 16 kHz, 320x."""
+    """A frozen teacher returning hidden states h_0..h_L; see the module docstring.
 
-    num_layers: int
-    hidden_size: int
-    sample_rate: int = 16000
-    downsample_rate: int = HOP
-    #: True for pre-LN teachers (HuBERT/WavLM Large): their states are raw residual streams
-    #: whose scale grows with depth, the final LayerNorm left out (see ``normalize``).
-    layer_norm_first: bool = False
+    Attributes:
+        num_layers: L, the number of transformer layers.
+        hidden_size: D, the width of every hidden state.
+        downsample_rate: samples per frame (320).
+        sample_rate: the rate the teacher expects (16000).
+        layer_norm_first: True for pre-LN teachers.
+        dtype: the dtype the teacher computes in ("float32", "bfloat16", "float16"); states
+            are returned in float32 whatever it is.
+        normalize: "none" or "layer_norm" (per-frame, no affine) applied to returned states.
+        source: where the weights came from (a path or a random: spec), for messages.
+    """
 
-    def __init__(self, dtype: str = "float32", normalize: str = "none"):
+    sample_rate: int = SAMPLE_RATE
+
+    @typechecked
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        *,
+        num_layers: int,
+        hidden_size: int,
+        downsample_rate: int,
+        layer_norm_first: bool,
+        source: str,
+        dtype: str = "float32",
+        normalize: str = "none",
+    ):
         if dtype not in DTYPES:
-            raise ValueError(f"teacher dtype must be one of {list(DTYPES)}, got '{dtype}'")
-        if normalize not in ("none", "layer_norm"):
-            raise ValueError(f"normalize must be 'none' or 'layer_norm', got '{normalize}'")
-        self.dtype = DTYPES[dtype]
+            raise ValueError(f"{source}: dtype '{dtype}' is not one of {tuple(DTYPES)}")
+        if normalize not in NORMALIZATIONS:
+            raise ValueError(f"{source}: normalize '{normalize}' is not one of {NORMALIZATIONS}")
+        if downsample_rate != HOP:
+            raise ValueError(
+                f"{source}: the teacher's CNN downsamples by {downsample_rate}, not {HOP} "
+                f"(the wav2vec2 rate every part of this toolkit assumes)"
+            )
+        self.num_layers = num_layers
+        self.hidden_size = hidden_size
+        self.downsample_rate = downsample_rate
+        self.layer_norm_first = layer_norm_first
+        self.source = source
+        self.dtype = dtype
         self.normalize = normalize
-        self.device = torch.device("cpu")
+        module.eval()
+        module.requires_grad_(False)
+        self._module = module.to(DTYPES[dtype])
+        if layer_norm_first:
+            logger.info(
+                f"{source} is a pre-LN teacher: h_1..h_{num_layers} are layer outputs without "
+                "the encoder's final LayerNorm (which its last_hidden_state has), so their "
+                f"scale grows with depth; normalize='{normalize}'"
+            )
 
+    # ---- the contract ----------------------------------------------------------------
     @abstractmethod
-    def _hidden_states(self, wavs: torch.Tensor, lengths: torch.Tensor,
-                       num_layers: int) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        """h_0..h_num_layers and frame lengths, computed in self.dtype."""
+    def _hidden_states(
+        self, wavs: torch.Tensor, lengths: torch.Tensor, num_layers: int
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """h_0..h_num_layers, each (batch, frames, dim) in any float dtype, and the
+        (batch,) frame lengths, for checked inputs on the teacher's device with
+        ``wavs.size(1) == lengths.max()``. Padded frames may hold anything."""
+        raise NotImplementedError
 
-    @abstractmethod
-    def _modules(self) -> Sequence[torch.nn.Module]:
-        """The torch modules holding the teacher's weights."""
+    @typechecked
+    def extract_features(
+        self, wavs: torch.Tensor, lengths: torch.Tensor, num_layers: Optional[int] = None
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        """Hidden states h_0..h_num_layers of a padded batch of waveforms.
 
-    def freeze(self) -> "AbsTeacher":
-        for module in self._modules():
-            module.eval()
-            for p in module.parameters():
-                p.requires_grad_(False)
-        return self
+        Args:
+            wavs: (batch, samples) float waveforms at ``sample_rate``, zero-padded.
+            lengths: (batch,) integer valid samples per utterance (400 <= n <= samples).
+            num_layers: the deepest state needed (0..L; default L): later layers are not run.
 
-    def to(self, device) -> "AbsTeacher":
+        Returns:
+            num_layers + 1 float32 tensors (batch, frames, hidden_size), frames
+            = num_frames(lengths.max()), zero at padded frames; and (batch,) long frame
+            lengths on the same device. A padded utterance gets exactly the states it gets
+            alone.
+        """
+        depth = self.num_layers if num_layers is None else num_layers
+        self._check_inputs(wavs, lengths, depth)
+        if self._module.training:  # someone reached into the module: undo it
+            self._module.eval()
+        lengths = lengths.to(wavs.device)
+        wavs = wavs[:, : int(lengths.max())]
+        # The caller's autocast (ESPnet's --use_amp) must not override the teacher's dtype.
+        with torch.no_grad(), torch.autocast(device_type=wavs.device.type, enabled=False):
+            states, frame_lengths = self._hidden_states(wavs, lengths, depth)
+            pad = padding_mask(frame_lengths, states[0].size(1)).unsqueeze(-1)
+            out = []
+            for h in states:
+                h = h.float()
+                if self.normalize == "layer_norm":
+                    h = F.layer_norm(h, (h.size(-1),))
+                out.append(h.masked_fill(pad, 0.0))
+        return out, frame_lengths
+
+    def _check_inputs(self, wavs: torch.Tensor, lengths: torch.Tensor, depth: int) -> None:
+        if wavs.dim() != 2 or not wavs.is_floating_point():
+            raise ValueError(
+                f"teacher {self.source}: wavs must be a 2-D (batch, samples) float tensor, "
+                f"got {wavs.dim()}-D {wavs.dtype}"
+            )
+        if lengths.dim() != 1 or lengths.size(0) != wavs.size(0):
+            raise ValueError(
+                f"teacher {self.source}: lengths must be (batch,) = ({wavs.size(0)},), "
+                f"got {tuple(lengths.shape)}"
+            )
+        if lengths.is_floating_point() or lengths.is_complex() or lengths.dtype == torch.bool:
+            raise ValueError(
+                f"teacher {self.source}: lengths must be integers, got {lengths.dtype}"
+            )
+        if wavs.device != self.device:
+            raise ValueError(
+                f"teacher {self.source}: wavs are on {wavs.device} but the teacher is on "
+                f"{self.device}: call teacher.to(device) first"
+            )
+        if not 0 <= depth <= self.num_layers:
+            raise ValueError(
+                f"teacher {self.source}: num_layers={depth} is not in 0..{self.num_layers}"
+            )
+        for i, n in enumerate(lengths.tolist()):
+            if n > wavs.size(1):
+                raise ValueError(
+                    f"teacher {self.source}: utterance {i} of the batch has length {n} but "
+                    f"the batch holds only {wavs.size(1)} samples"
+                )
+            if n < WINDOW:
+                raise ValueError(
+                    f"teacher {self.source}: utterance {i} of the batch has {n} samples, "
+                    f"shorter than one frame ({WINDOW} samples)"
+                )
+
+    # ---- a frozen module's housekeeping ---------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self._module.parameters()).device
+
+    def to(self, device: Union[str, torch.device]) -> "AbsTeacher":
+        """Move the weights to ``device`` (a no-op when already there); returns self."""
         device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda" is the current device
+            device = torch.device("cuda", torch.cuda.current_device())
         if device != self.device:
-            for module in self._modules():
-                module.to(device=device, dtype=self.dtype)
-            self.device = device
+            self._module.to(device)
         return self
 
     def train(self, mode: bool = True) -> "AbsTeacher":
-        """A teacher never trains: kept for code that calls train() on everything."""
-        return self.freeze()
+        """A teacher stays in eval mode whatever ``mode`` says (returns self)."""
+        self._module.eval()
+        return self
 
     def eval(self) -> "AbsTeacher":
-        return self.freeze()
+        self._module.eval()
+        return self
 
-    def extract_features(self, wavs: torch.Tensor, lengths: torch.Tensor,
-                         num_layers: Optional[int] = None) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        """Hidden states of a batch.
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """The frozen weights (for inspection; never give them to an optimizer)."""
+        return self._module.parameters()
 
-        Args:
-            wavs: (batch, samples) float waveforms at 16 kHz, zero-padded.
-            lengths: (batch,) valid samples.
-            num_layers: compute up to h_num_layers only (default: all L layers).
-        Returns:
-            ([h_0, ..., h_num_layers], each (batch, frames, hidden_size) float32), frames (batch,).
-        """
-        check_waveforms(wavs, lengths)
-        num_layers = self.num_layers if num_layers is None else num_layers
-        if not 0 <= num_layers <= self.num_layers:
-            raise ValueError(f"num_layers must be in 0..{self.num_layers}, got {num_layers}")
-        # the trainer may have called .train() on a student holding us: stay in eval
-        for module in self._modules():
-            if module.training:
-                module.eval()
-        with torch.inference_mode():
-            states, frames = self._hidden_states(
-                wavs.to(self.device, self.dtype), lengths.to(self.device), num_layers
-            )
-            states = [h.float() for h in states]
-            if self.normalize == "layer_norm":
-                states = [torch.nn.functional.layer_norm(h, h.shape[-1:]) for h in states]
-        # leave inference mode: callers may use them as targets in autograd graphs
-        return [h.clone() for h in states], frames.clone()
-
-
-def select_states(states: Sequence[torch.Tensor], layers: Sequence[int]) -> List[torch.Tensor]:
-    """Pick teacher states by index, e.g. layers [4, 8, 12]."""
-    return [states[t] for t in layers]
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(source={self.source!r}, num_layers={self.num_layers}, "
+            f"hidden_size={self.hidden_size}, dtype={self.dtype}, normalize={self.normalize}, "
+            f"layer_norm_first={self.layer_norm_first}, device={self.device})"
+        )

@@ -1,62 +1,160 @@
-"""A teacher trained with ESPnet's SSL task (config.yaml + .pth, as espnet2.bin.ssl_train writes)."""
+"""Teachers trained with ESPnet's SSL task (config.yaml + .pth, as espnet2's ssl_train writes).
 
+Spec: the ``.pth`` file; its ``config.yaml`` must be in the same directory (ESPnet's own
+default in ``build_model_from_file``). The model is built by
+``espnet2.tasks.ssl.SSLTask.build_model_from_file``; since that loads with strict=False,
+the file's keys are compared with the model's here and any difference is an error.
+
+States: h_0 = the encoder's input layer output (e.g. with ``input_layer: wav2vec``, the
+convolutional positional embedding and its LayerNorm), h_k = output of encoder block k, as
+``inference_encode``'s per-layer outputs; in pre-LN encoders (``normalize_before``) the
+encoder's ``after_norm`` is not applied to any state.
+
+Supported: the ``wav2vec_cnn`` frontend (CNNFrontend) and ESPnet's TransformerEncoder with
+an input layer that keeps the frame rate (``wav2vec``, ``linear`` or none) and at most one
+positional convolution. The forward below runs the model's own modules, adding only what
+makes padding exact: group norm over valid frames, padded frames zeroed before the
+utterance normalisation and before any positional convolution, attention masks.
+"""
+
+import logging
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
+import humanfriendly
 import torch
+from typeguard import typechecked
 
-from espnet2_stacking.teachers.abs_teacher import AbsTeacher
+from espnet2_stacking.teachers.abs_teacher import SAMPLE_RATE, AbsTeacher, padding_mask, short_list
+from espnet2_stacking.teachers.cnn import (
+    check_frame_rule,
+    conv_features,
+    conv_shapes,
+    normalize_waveforms,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _check_supported(model: torch.nn.Module, source: str) -> None:
+    from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
+    from espnet2.asr.frontend.cnn import CNNFrontend
+    from espnet2.legacy.nets.pytorch_backend.transformer.embedding import (
+        ConvolutionalPositionalEmbedding,
+    )
+
+    if not isinstance(model.frontend, CNNFrontend):
+        raise ValueError(
+            f"{source}: frontend {type(model.frontend).__name__} is not supported as a teacher "
+            "(the wav2vec_cnn frontend is: 50 frames/s from raw waveforms)"
+        )
+    encoder = model.encoder
+    if not isinstance(encoder, TransformerEncoder):
+        raise ValueError(
+            f"{source}: encoder {type(encoder).__name__} is not supported as a teacher "
+            "(TransformerEncoder is)"
+        )
+    if encoder.interctc_use_conditioning:
+        raise ValueError(f"{source}: an encoder with interctc conditioning is not supported")
+    embed = encoder.embed
+    if embed is not None and not isinstance(embed, (torch.nn.Sequential, torch.nn.Linear)):
+        raise ValueError(
+            f"{source}: the encoder's input layer {type(embed).__name__} changes the frame "
+            "rate; a teacher needs input_layer wav2vec, linear or none"
+        )
+    for m in embed if isinstance(embed, torch.nn.Sequential) else []:
+        if isinstance(m, ConvolutionalPositionalEmbedding) and len(m.convs) != 1:
+            raise ValueError(
+                f"{source}: a positional embedding of {len(m.convs)} convolutions would mix "
+                "padded frames into valid ones; one convolution is supported"
+            )
 
 
 class ESPnetSSLTeacher(AbsTeacher):
-    """h_0 = the encoder's input layer output (positional embedding); h_k = layer k's output."""
+    """A teacher on an ESPnetSSLModel (see the module docstring)."""
 
-    def __init__(self, model_file: Path, config_file: Path, dtype: str = "float32",
+    @typechecked
+    def __init__(self, model: torch.nn.Module, *, source: str, dtype: str = "float32",
                  normalize: str = "none"):
-        super().__init__(dtype=dtype, normalize=normalize)
-        from espnet2.tasks.ssl import SSLTask
+        _check_supported(model, source)
+        super().__init__(
+            model,
+            num_layers=len(model.encoder.encoders),
+            hidden_size=model.encoder.output_size(),
+            downsample_rate=check_frame_rule(conv_shapes(model.frontend.layers), source),
+            layer_norm_first=bool(model.encoder.normalize_before),
+            source=source,
+            dtype=dtype,
+            normalize=normalize,
+        )
 
-        model, _ = SSLTask.build_model_from_file(config_file, model_file, device="cpu")
-        # build_model_from_file loads with strict=False: check the weights really matched.
-        state = torch.load(model_file, map_location="cpu", weights_only=True)
-        wanted = {k for k in model.state_dict() if not k.startswith("losses.")}
-        missing = sorted(wanted - set(state))
-        if missing:
-            raise KeyError(f"{model_file}: missing keys for {config_file}: {missing[:5]}")
-        encoder = model.encoder
-        if not (hasattr(encoder, "encoders") and hasattr(encoder, "embed")):
-            raise ValueError(
-                f"{config_file}: encoder {type(encoder).__name__} is not supported as a teacher "
-                "(a transformer encoder is)"
-            )
-        self.model = model.to(self.dtype)
-        self.name = str(model_file)
-        self.num_layers = len(encoder.encoders)
-        self.hidden_size = encoder.output_size()
-        self.layer_norm_first = bool(getattr(encoder, "normalize_before", False))
-        self.freeze()
+    def _hidden_states(
+        self, wavs: torch.Tensor, lengths: torch.Tensor, num_layers: int
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        from espnet2.legacy.nets.pytorch_backend.transformer.embedding import (
+            ConvolutionalPositionalEmbedding,
+        )
 
-    def _modules(self) -> Sequence[torch.nn.Module]:
-        return [self.model]
-
-    def __repr__(self):
-        return f"{self.__class__.__name__}({self.name}: {self.num_layers} layers x {self.hidden_size})"
-
-    def _hidden_states(self, wavs, lengths, num_layers) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        from espnet2.legacy.nets.pytorch_backend.nets_utils import make_pad_mask
-
-        model = self.model
-        x, frames = model.frontend(wavs, lengths)
+        model = self._module
+        frontend = model.frontend
+        compute = next(frontend.parameters()).dtype
+        if frontend.normalize_audio:  # ESPnet normalises the whole batch tensor; we, each utterance
+            wavs = normalize_waveforms(wavs, lengths, 1e-5)
+        x, frames = conv_features(frontend.layers, wavs.to(compute), lengths)
+        pad = padding_mask(frames, x.size(1)).unsqueeze(-1)
+        x = frontend.final_norm(x).masked_fill(pad, 0.0)
         if model.normalize is not None:
             x, frames = model.normalize(x, frames)
         if model.preencoder is not None:
             x, frames = model.preencoder(x, frames)
         encoder = model.encoder
-        masks = (~make_pad_mask(frames, maxlen=x.size(1))[:, None, :]).to(x.device)
-        if encoder.embed is not None:
-            x = encoder.embed(x)
+        embed = encoder.embed
+        for m in embed if isinstance(embed, torch.nn.Sequential) else [embed]:
+            if m is None:
+                continue
+            if isinstance(m, ConvolutionalPositionalEmbedding):
+                x = x.masked_fill(pad, 0.0)
+            x = m(x)
         states = [x]
-        for layer in encoder.encoders[:num_layers]:
+        masks = ~pad.transpose(1, 2)  # (batch, 1, frames), True at valid frames
+        for layer in list(encoder.encoders)[:num_layers]:
             x, masks = layer(x, masks)
             states.append(x)
         return states, frames
+
+
+def _state_dict_of(path: Path) -> dict:
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    for wrapper in ("module", "state_dict"):  # deepspeed / lightning, as ESPnet accepts
+        if wrapper in state:
+            state = state[wrapper]
+    return state
+
+
+@typechecked
+def load_espnet_ssl_teacher(model_file: Path, dtype: str = "float32",
+                            normalize: str = "none") -> ESPnetSSLTeacher:
+    """A teacher from an ESPnet SSL ``.pth`` with ``config.yaml`` beside it."""
+    config_file = model_file.parent / "config.yaml"
+    if not config_file.exists():
+        raise FileNotFoundError(
+            f"{model_file}: an ESPnet SSL model needs its config.yaml in the same directory "
+            f"({config_file} is missing)"
+        )
+    from espnet2.tasks.ssl import SSLTask
+
+    model, args = SSLTask.build_model_from_file(config_file, model_file, device="cpu")
+    fs = args.frontend_conf.get("fs", SAMPLE_RATE)
+    fs = humanfriendly.parse_size(fs) if isinstance(fs, str) else fs
+    if fs != SAMPLE_RATE:
+        raise ValueError(f"{config_file}: frontend fs={fs}; teachers must take {SAMPLE_RATE} Hz")
+    # build_model_from_file loads with strict=False: check that every key matched.
+    have, want = set(_state_dict_of(model_file)), set(model.state_dict())
+    missing, unexpected = sorted(want - have), sorted(have - want)
+    if missing or unexpected:
+        raise ValueError(
+            f"{model_file}: the weights do not fit {config_file}: missing "
+            f"{short_list(missing) or 'none'}; unexpected {short_list(unexpected) or 'none'}"
+        )
+    logger.info(f"{model_file}: ESPnet SSL teacher, {len(model.encoder.encoders)} layers")
+    return ESPnetSSLTeacher(model, source=str(model_file), dtype=dtype, normalize=normalize)

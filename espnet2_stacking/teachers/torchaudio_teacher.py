@@ -1,67 +1,152 @@
-"""HuBERT, wav2vec 2.0 and WavLM teachers on torchaudio's Wav2Vec2Model.
+"""HuBERT, wav2vec 2.0 and WavLM teachers held as torchaudio's Wav2Vec2Model.
 
-All three share the architecture: CNN feature extractor, feature projection, a transformer
-with a convolutional positional embedding (WavLM adds a relative position bias computed in
-its first layer and passed on). The hidden states follow fairseq and Hugging Face:
-- post-LN (Base models): h_0 = LayerNorm(x + pos_conv(x)); h_k = output of layer k;
-- pre-LN (Large models): h_0 = x + pos_conv(x) and every h_k is the raw output of layer k, the
-  residual stream, whose scale grows with depth; the encoder's final LayerNorm is not applied
-  (as transformers 5 returns them; fairseq's and transformers 4's last state include it). Use
-  ``normalize="layer_norm"`` for targets of comparable scale.
-Padding: a group-norm CNN (HuBERT / wav2vec 2.0 Base) normalises over the padded length too,
-as in fairseq, Hugging Face and s3prl, so a padded utterance's states differ slightly from
-its states alone; the dump batches by length to keep padding small. Layer-norm CNNs (Large
-models) and the transformer (masked) are padding-exact.
+Every foreign format (fairseq, unilm WavLM, Hugging Face, random) is converted onto
+torchaudio's builders and run by the one forward below, so all of them share the layer
+convention, the padding handling and the dtype handling:
+
+    post-LN (Base):  h_0 = LayerNorm(x + pos_conv(x)),  h_k = output of layer k
+    pre-LN (Large):  h_0 = x + pos_conv(x),             h_k = output of layer k (raw)
+
+where x is the projected CNN output. Padding is exact: the CNN's group norm uses valid
+frames only (see cnn.py), padded frames are zeroed before the positional convolution (as
+torchaudio and transformers do) and masked out of every attention.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from pathlib import Path
+from typing import Dict, List, Mapping, Tuple
 
 import torch
 from torchaudio.models import Wav2Vec2Model, wav2vec2_model, wavlm_model
+from torchaudio.models.wav2vec2.wavlm_attention import WavLMSelfAttention
+from typeguard import typechecked
 
-from espnet2_stacking.teachers.abs_teacher import AbsTeacher
+from espnet2_stacking.teachers.abs_teacher import AbsTeacher, padding_mask, short_list
+from espnet2_stacking.teachers.cnn import (
+    check_frame_rule,
+    conv_features,
+    conv_shapes,
+    normalize_waveforms,
+)
+
+ARCHS = ("hubert", "wav2vec2", "wavlm")
+
+
+@typechecked
+def build_torchaudio_model(arch: str, config: Dict) -> Wav2Vec2Model:
+    """torchaudio's builder for ``arch`` from its keyword arguments (no aux head).
+
+    HuBERT and wav2vec 2.0 share one architecture (wav2vec2_model); WavLM adds the gated
+    relative position bias (wavlm_model: ``encoder_num_buckets``, ``encoder_max_distance``).
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture '{arch}', one of {ARCHS}")
+    builder = wavlm_model if arch == "wavlm" else wav2vec2_model
+    return builder(aux_num_out=None, **config)
+
+
+def merge_wavlm_qkv(state: Dict[str, torch.Tensor], num_layers: int) -> Dict[str, torch.Tensor]:
+    """WavLM attention in torchaudio is an nn.MultiheadAttention: q, k, v projections
+    (named ``...attention.{q,k,v}_proj``) become one ``in_proj`` and ``out_proj`` moves in."""
+    out = dict(state)
+    for i in range(num_layers):
+        prefix = f"encoder.transformer.layers.{i}.attention."
+        for part in ("weight", "bias"):
+            pieces = [out.pop(f"{prefix}{p}_proj.{part}") for p in "qkv"]
+            out[f"{prefix}attention.in_proj_{part}"] = torch.cat(pieces)
+            out[f"{prefix}attention.out_proj.{part}"] = out.pop(f"{prefix}out_proj.{part}")
+    return out
+
+
+@typechecked
+def load_strict(model: torch.nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """load_state_dict, with missing / unexpected keys and shape errors naming the file."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"{path}: the weights do not fit the model its config describes: "
+            f"missing {short_list(missing) or 'none'}; "
+            f"unexpected {short_list(unexpected) or 'none'}"
+        )
+    wrong = [f"{k} {tuple(v.shape)} != {tuple(expected[k].shape)}" for k, v in state.items()
+             if v.shape != expected[k].shape]
+    if wrong:
+        raise ValueError(f"{path}: weights of the wrong shape: {short_list(wrong, 3)}")
+    model.load_state_dict(state, strict=True)
 
 
 class TorchaudioTeacher(AbsTeacher):
-    """A teacher held as a torchaudio Wav2Vec2Model (built by one of the loaders)."""
+    """A teacher on a torchaudio Wav2Vec2Model (HuBERT, wav2vec 2.0 or WavLM).
 
-    def __init__(self, model: Wav2Vec2Model, layer_norm_first: bool, dtype: str = "float32",
-                 normalize: str = "none", name: str = "teacher"):
-        super().__init__(dtype=dtype, normalize=normalize)
-        self.model = model.to(self.dtype)
-        self.name = name
-        self.layer_norm_first = layer_norm_first
-        self.num_layers = len(model.encoder.transformer.layers)
-        self.hidden_size = model.encoder.transformer.pos_conv_embed.embed_dim
-        # WavLM's attention takes a key padding mask and refuses an additive attention mask
-        self.is_wavlm = type(model.encoder.transformer.layers[0].attention).__name__ == "WavLMSelfAttention"
-        self.freeze()
+    Args:
+        model: the built model with its weights loaded (no aux head).
+        source: where it came from, for messages.
+        normalize_waveform: normalise each utterance to zero mean and unit variance first
+            (fairseq task ``normalize``, the HF feature extractor's ``do_normalize``: the
+            Large models are trained so).
+        waveform_eps: the epsilon of that normalisation (fairseq 1e-5, transformers 1e-7).
+        dtype, normalize: see AbsTeacher.
+    """
 
-    def _modules(self) -> Sequence[torch.nn.Module]:
-        return [self.model]
+    @typechecked
+    def __init__(
+        self,
+        model: Wav2Vec2Model,
+        *,
+        source: str,
+        normalize_waveform: bool = False,
+        waveform_eps: float = 1e-5,
+        dtype: str = "float32",
+        normalize: str = "none",
+    ):
+        if model.aux is not None:
+            raise ValueError(f"{source}: a teacher has no output head (aux)")
+        transformer = model.encoder.transformer
+        blocks = model.feature_extractor.conv_layers
+        super().__init__(
+            model,
+            num_layers=len(transformer.layers),
+            hidden_size=transformer.pos_conv_embed.embed_dim,
+            downsample_rate=check_frame_rule(conv_shapes(blocks), source),
+            layer_norm_first=transformer.layers[0].layer_norm_first,
+            source=source,
+            dtype=dtype,
+            normalize=normalize,
+        )
+        self.normalize_waveform = normalize_waveform
+        self.waveform_eps = waveform_eps
+        # WavLM's attention takes a key padding mask and refuses an attention mask
+        self.is_wavlm = isinstance(transformer.layers[0].attention, WavLMSelfAttention)
 
-    def __repr__(self):
-        return (f"{self.__class__.__name__}({self.name}: {self.num_layers} layers x "
-                f"{self.hidden_size}, {self.dtype}, pre-LN={self.layer_norm_first})")
-
-    def _hidden_states(self, wavs, lengths, num_layers) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        feats, frames = self.model.feature_extractor(wavs, lengths)
-        x, attention_mask = self.model.encoder._preprocess(feats, frames)
-        transformer = self.model.encoder.transformer
+    def _hidden_states(
+        self, wavs: torch.Tensor, lengths: torch.Tensor, num_layers: int
+    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+        model = self._module
+        compute = model.encoder.feature_projection.projection.weight.dtype
+        if self.normalize_waveform:
+            wavs = normalize_waveforms(wavs, lengths, self.waveform_eps)
+        x, frames = conv_features(model.feature_extractor.conv_layers, wavs.to(compute), lengths)
+        x = model.encoder.feature_projection(x)
+        pad = padding_mask(frames, x.size(1))
+        x = x.masked_fill(pad.unsqueeze(-1), 0.0)
+        transformer = model.encoder.transformer
         x = x + transformer.pos_conv_embed(x)
         if not self.layer_norm_first:
             x = transformer.layer_norm(x)
         states = [x]
+        if self.is_wavlm:  # an additive mask in the compute dtype, as its attention wants
+            attention_mask = None
+            key_padding_mask = torch.zeros(pad.shape, dtype=x.dtype, device=x.device)
+            key_padding_mask = key_padding_mask.masked_fill(pad, float("-inf"))
+        else:
+            batch, frames_max = pad.shape
+            attention_mask = (~pad)[:, None, None, :].expand(batch, 1, frames_max, frames_max)
+            key_padding_mask = None
         position_bias = None
-        pad = torch.arange(x.size(1), device=x.device)[None, :] >= frames[:, None]
-        mask = None if self.is_wavlm else attention_mask
         for layer in transformer.layers[:num_layers]:
-            x, position_bias = layer(x, mask, position_bias=position_bias, key_padding_mask=pad)
+            x, position_bias = layer(
+                x, attention_mask, position_bias=position_bias, key_padding_mask=key_padding_mask
+            )
             states.append(x)
         return states, frames
-
-
-def build_torchaudio_model(arch: str, config: Dict) -> Wav2Vec2Model:
-    """torchaudio's builder for ``arch`` (hubert and wav2vec2 share one) from its kwargs."""
-    builder = wavlm_model if arch == "wavlm" else wav2vec2_model
-    return builder(aux_num_out=None, **config)

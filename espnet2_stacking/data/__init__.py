@@ -1,0 +1,1 @@
+"""Data preparation (recipe stage 1): Kaldi-style data dirs from LibriSpeech or espeak-ng."""
