@@ -45,6 +45,9 @@ def get_parser() -> argparse.ArgumentParser:
                              "distillation YAML instead of --layers")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                         help="dtype the teacher runs in (files are always float16)")
+    parser.add_argument("--normalize", default="none", choices=["none", "layer_norm"],
+                        help="layer_norm: per-frame LayerNorm of every stored state (high-norm "
+                             "or pre-LN teachers; keeps float16 files finite)")
     parser.add_argument("--nj", type=int, default=1, help="Parallel jobs")
     parser.add_argument("--ngpu", type=int, default=0, help="GPUs (jobs are spread over them)")
     parser.add_argument("--max_batch_seconds", type=float, default=100.0,
@@ -78,11 +81,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
         chosen = layers_from_config(args.distill_config)
     summary = dump_teacher_states(
         args.data_dir, args.out_dir, args.teacher, chosen["layers"], dtype=args.dtype,
+        normalize=args.normalize,
         nj=args.nj, ngpu=args.ngpu, max_batch_seconds=args.max_batch_seconds,
         hidden_size=chosen["hidden_size"], num_teacher_layers=chosen["num_teacher_layers"],
     )
     print(
-        f"dump_teacher_feats: {summary['utterances']} utterances, {summary['hours']:.2f} h of "
+        f"dump_teacher_feats: {summary['utterances']} utterances, {summary['hours']:.3f} h of "
         f"audio, {summary['gb_written']:.3f} GB written ({summary['gb_total']:.3f} GB in all), "
         f"{summary['seconds']:.1f} s -> {args.out_dir}"
     )

@@ -29,6 +29,7 @@ import torch
 import torch.multiprocessing as mp
 from tqdm import tqdm
 
+from espnet2_stacking.data.kaldi_dir import read_kaldi_dir
 from espnet2_stacking.teachers.abs_teacher import num_frames
 
 BYTES_PER_VALUE = 2  # float16
@@ -43,21 +44,8 @@ class Utterance:
 
 def read_data_dir(data_dir: Path) -> List[Utterance]:
     """wav.scp + utt2num_samples of a Kaldi-style dir, checked against each other."""
-    def read_map(name: str) -> Dict[str, str]:
-        path = data_dir / name
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: missing (run data prep, stage 1, first)")
-        out = {}
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                parts = line.rstrip("\n").split(maxsplit=1)
-                if len(parts) != 2:
-                    raise ValueError(f"{path}:{lineno}: expected '<utt> <value>', got {line!r}")
-                out[parts[0]] = parts[1]
-        return out
-
-    wavs = read_map("wav.scp")
-    lens = read_map("utt2num_samples")
+    tables = read_kaldi_dir(data_dir, required=("wav.scp", "utt2num_samples"))
+    wavs, lens = tables["wav.scp"], tables["utt2num_samples"]
     if set(wavs) != set(lens):
         only_wav = sorted(set(wavs) - set(lens))[:3]
         only_len = sorted(set(lens) - set(wavs))[:3]
@@ -128,15 +116,26 @@ def expected_bytes(utts: Sequence[Utterance], num_layers: int, hidden_size: int)
 
 
 def _worker(rank: int, shards: List[List[List[Utterance]]], spec: str, dtype: str,
-            device: str, layers: List[int], out_dir: str, threads: int, progress) -> None:
-    """One job: load the teacher, dump its batches, report each finished utterance."""
+            normalize: str, device: str, layers: List[int], out_dir: str, threads: int,
+            progress) -> None:
+    """One job: dump its batches, report each; an error goes back to the parent as text."""
+    try:
+        _dump_shard(shards[rank], spec, dtype, normalize, device, layers, out_dir, threads,
+                    progress)
+    except Exception as e:
+        progress.put(("error", f"{type(e).__name__}: {e}"))
+        raise SystemExit(1)
+    progress.put(None)
+
+
+def _dump_shard(batches, spec, dtype, normalize, device, layers, out_dir, threads, progress):
     from espnet2_stacking.teachers import load_teacher
 
     torch.set_num_threads(threads)
-    teacher = load_teacher(spec, dtype=dtype, device=device)
+    teacher = load_teacher(spec, dtype=dtype, device=device, normalize=normalize)
     out = Path(out_dir)
     deepest = max(layers)
-    for batch in shards[rank]:
+    for batch in batches:
         wavs = [torch.from_numpy(load_audio(u, teacher.sample_rate)) for u in batch]
         lengths = torch.tensor([len(w) for w in wavs])
         padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(device)
@@ -151,11 +150,11 @@ def _worker(rank: int, shards: List[List[List[Utterance]]], spec: str, dtype: st
                 if not np.isfinite(array).all():
                     raise FloatingPointError(
                         f"utterance '{u.uttid}': teacher state {t} is not finite in float16 "
-                        "(a high-norm teacher: dump with --normalize layer_norm)"
+                        "(a high-norm teacher: dump with --normalize layer_norm, and train "
+                        "with --teacher_normalize layer_norm in online mode)"
                     )
                 save_npy_atomic(layer_path(out, t, u.uttid), array)
         progress.put((len(batch), int(lengths.sum()), compute))
-    progress.put(None)
 
 
 def verify(out_dir: Path, utts: Sequence[Utterance], layers: Sequence[int],
@@ -196,7 +195,8 @@ def write_text_atomic(path: Path, lines: Sequence[str]) -> None:
 
 
 def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequence[int],
-                        dtype: str = "float32", nj: int = 1, ngpu: int = 0,
+                        dtype: str = "float32", normalize: str = "none", nj: int = 1,
+                        ngpu: int = 0,
                         max_batch_seconds: float = 100.0, hidden_size: Optional[int] = None,
                         num_teacher_layers: Optional[int] = None) -> dict:
     """Dump; see the module docstring. Returns the summary.
@@ -209,7 +209,7 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
     utts = read_data_dir(data_dir)
     if not utts:
         raise ValueError(f"{data_dir}: no utterances")
-    probe = load_teacher(spec, dtype=dtype, device="cpu")
+    probe = load_teacher(spec, dtype=dtype, device="cpu", normalize=normalize)
     if max(layers) > probe.num_layers or min(layers) < 0:
         raise ValueError(
             f"layers {layers} are not all hidden states of the teacher (0..{probe.num_layers})"
@@ -224,7 +224,8 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
             f"{probe.num_layers}"
         )
     meta = {"teacher": spec, "layers": layers, "hidden_size": probe.hidden_size,
-            "num_layers": probe.num_layers, "dtype": dtype, "stored_dtype": "float16"}
+            "num_layers": probe.num_layers, "dtype": dtype, "normalize": normalize,
+            "stored_dtype": "float16"}
     sample_rate = probe.sample_rate
     del probe
     for u in utts:
@@ -266,7 +267,8 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
 
     start = time.perf_counter()
     if todo:
-        _run_jobs(todo, spec, dtype, layers, out_dir, nj, ngpu, max_batch_seconds, sample_rate)
+        _run_jobs(todo, spec, dtype, normalize, layers, out_dir, nj, ngpu, max_batch_seconds,
+                  sample_rate)
     frames = verify(out_dir, utts, layers, meta["hidden_size"])
     for t in layers:
         write_text_atomic(out_dir / f"layer_{t}.scp",
@@ -282,7 +284,8 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
     return summary
 
 
-def _run_jobs(todo, spec, dtype, layers, out_dir, nj, ngpu, max_batch_seconds, sample_rate):
+def _run_jobs(todo, spec, dtype, normalize, layers, out_dir, nj, ngpu, max_batch_seconds,
+              sample_rate):
     batches = batches_by_length(todo, int(max_batch_seconds * sample_rate))
     nj = max(1, min(nj, len(batches)))
     shards = [batches[i::nj] for i in range(nj)]
@@ -292,8 +295,8 @@ def _run_jobs(todo, spec, dtype, layers, out_dir, nj, ngpu, max_batch_seconds, s
     procs = []
     for rank in range(nj):
         device = f"cuda:{rank % ngpu}" if ngpu > 0 else "cpu"
-        p = ctx.Process(target=_worker, args=(rank, shards, spec, dtype, device, layers,
-                                              str(out_dir), threads, progress))
+        p = ctx.Process(target=_worker, args=(rank, shards, spec, dtype, normalize, device,
+                                              layers, str(out_dir), threads, progress))
         p.start()
         procs.append(p)
     audio_seconds = 0.0
@@ -316,6 +319,9 @@ def _run_jobs(todo, spec, dtype, layers, out_dir, nj, ngpu, max_batch_seconds, s
             if msg is None:
                 finished += 1
                 continue
+            if msg[0] == "error":
+                raise RuntimeError(f"dump failed: {msg[1]} (finished files are kept: fix the "
+                                   "input and rerun to continue)")
             n, samples, compute = msg
             audio_seconds += samples / sample_rate
             compute_seconds += compute

@@ -85,6 +85,10 @@ class DistillTask(AbsTask):
         group.add_argument("--teacher_dtype", type=str, default="float32",
                            choices=["float32", "bfloat16", "float16"],
                            help="dtype the online teacher runs in")
+        group.add_argument("--teacher_normalize", type=str, default="none",
+                           choices=["none", "layer_norm"],
+                           help="Per-frame LayerNorm of online teacher states (use the same "
+                                "as the dump's --normalize)")
         group.add_argument("--teacher_num_layers", type=int, default=12,
                            help="Transformer layers of the teacher (L_T)")
         group.add_argument("--teacher_hidden_size", type=int, default=768,
@@ -211,7 +215,8 @@ class DistillTask(AbsTask):
         if args.teacher is not None:
             from espnet2_stacking.teachers import load_teacher
 
-            teacher = load_teacher(args.teacher, dtype=args.teacher_dtype)
+            teacher = load_teacher(args.teacher, dtype=args.teacher_dtype,
+                                   normalize=args.teacher_normalize)
             # The teacher is the truth about itself: record it so config.yaml is exact.
             args.teacher_num_layers = teacher.num_layers
             args.teacher_hidden_size = teacher.hidden_size

@@ -1,0 +1,117 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import TEACHER, write_data_dir
+from espnet2_stacking.distill import dump as dump_module
+from espnet2_stacking.distill.dump import dump_teacher_states, verify, read_data_dir
+from espnet2_stacking.teachers import load_teacher, num_frames
+
+
+def test_dump_matches_the_teacher_run_alone(tmp_path):
+    data = write_data_dir(tmp_path / "data", "train", 5)
+    out = tmp_path / "dump"
+    summary = dump_teacher_states(data, out, TEACHER, [4, 2], nj=1, max_batch_seconds=2.0)
+    assert summary["utterances"] == 5 and summary["dumped_now"] == 5 and summary["layers"] == [2, 4]
+    teacher = load_teacher(TEACHER)
+    for utt in read_data_dir(data):
+        wav, _ = sf.read(utt.path, dtype="float32")
+        states, _ = teacher.extract_features(torch.from_numpy(wav)[None], torch.tensor([len(wav)]))
+        for t in (2, 4):
+            stored = np.load(out / f"layer_{t}" / f"{utt.uttid}.npy")
+            assert stored.dtype == np.float16 and stored.shape == (num_frames(utt.num_samples), 32)
+            assert np.allclose(stored, states[t][0].numpy(), atol=2e-2, rtol=1e-2)
+    scp = (out / "layer_4.scp").read_text().splitlines()
+    assert len(scp) == 5 and scp[0].split()[1].endswith(".npy")
+    frames = dict(l.split() for l in (out / "utt2num_frames").read_text().splitlines())
+    assert all(int(frames[u.uttid]) == num_frames(u.num_samples) for u in read_data_dir(data))
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["hidden_size"] == 32 and meta["layers"] == [2, 4]
+
+
+def test_rerun_skips_finished_files_and_refuses_another_teacher(tmp_path):
+    data = write_data_dir(tmp_path / "data", "train", 4)
+    out = tmp_path / "dump"
+    dump_teacher_states(data, out, TEACHER, [2], nj=1)
+    victim = sorted((out / "layer_2").glob("*.npy"))[0]
+    victim.unlink()
+    (out / "layer_2" / ".leftover.123.tmp").write_bytes(b"partial")
+    again = dump_teacher_states(data, out, TEACHER, [2], nj=2)
+    assert again["dumped_now"] == 1 and victim.exists()
+    with pytest.raises(ValueError, match="another teacher or layers"):
+        dump_teacher_states(data, out, "random:hubert?layers=4&dim=32&seed=1", [2])
+
+
+def test_refuses_when_disk_is_short(tmp_path, monkeypatch):
+    data = write_data_dir(tmp_path / "data", "train", 3)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(dump_module.shutil, "disk_usage", lambda p: usage(100, 90, 10))
+    with pytest.raises(OSError, match=r"needs .* GB more, .* GB is free"):
+        dump_teacher_states(data, tmp_path / "dump", TEACHER, [2, 4])
+    assert not list((tmp_path / "dump").glob("layer_*/*.npy"))
+
+
+@pytest.mark.parametrize(
+    "break_it,match",
+    [
+        (lambda d: (d / "utt2num_samples").write_text((d / "utt2num_samples").read_text().splitlines()[0] + "\n"),
+         "disagree on utterance ids"),
+        (lambda d: sf.write(sorted((d / "wavs").glob("*.wav"))[0], np.zeros(8000, np.float32), 8000), "8000 Hz"),
+        (lambda d: sorted((d / "wavs").glob("*.wav"))[1].unlink(), "cannot read"),
+    ],
+)
+def test_bad_data_names_the_utterance(tmp_path, break_it, match):
+    data = write_data_dir(tmp_path / "data", "train", 3)
+    break_it(data)
+    with pytest.raises(Exception, match=match):
+        dump_teacher_states(data, tmp_path / "dump", TEACHER, [2], nj=1)
+
+
+def test_verify_catches_a_wrong_file(tmp_path):
+    data = write_data_dir(tmp_path / "data", "train", 2)
+    out = tmp_path / "dump"
+    dump_teacher_states(data, out, TEACHER, [2], nj=1)
+    utts = read_data_dir(data)
+    np.save(out / "layer_2" / f"{utts[0].uttid}.npy", np.zeros((3, 32), np.float16))
+    with pytest.raises(ValueError, match=f"{utts[0].uttid}.*3 frames"):
+        verify(out, utts, [2], 32)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_dump_then_rerun_completes(tmp_path):
+    data = write_data_dir(tmp_path / "data", "train", 60)
+    out = tmp_path / "dump"
+    cmd = [sys.executable, "-m", "espnet2_stacking.bin.dump_teacher_feats", "--data_dir", str(data),
+           "--out_dir", str(out), "--teacher", "random:hubert?layers=4&dim=64&ffn=256", "--layers", "2,4",
+           "--max_batch_seconds", "0.5"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "layer_4").exists() and len(list((out / "layer_4").glob("*.npy"))) >= 5:
+            os.killpg(proc.pid, signal.SIGKILL)  # the whole job group, workers included
+            break
+        time.sleep(0.01)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the dump finished before the kill"
+    assert not (out / "layer_4.scp").exists()  # lists come only after the final check
+    done = len(list((out / "layer_4").glob("*.npy")))
+    assert 5 <= done < 60
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["utterances"] == 60 and summary["dumped_now"] <= 60 - done + 2
+    verify(out, read_data_dir(data), [2, 4], 64)
+    for t in (2, 4):  # a temporary name left by the kill is never listed
+        assert all(line.split()[1].endswith(".npy") and "/." not in line
+                   for line in (out / f"layer_{t}.scp").read_text().splitlines())
+    assert len((out / "layer_2.scp").read_text().splitlines()) == 60
