@@ -73,7 +73,7 @@ require_teacher() {
 require_config() {
     [ -f "${distill_config}" ] || { log "--distill_config '${distill_config}' not found"; exit 2; }
 }
-distill_tag() { basename "${distill_config}" .yaml; }
+distill_tag() { local name; name=$(basename "${distill_config}" .yaml); echo "${name#distill_}"; }
 target_layers() {  # the teacher states the distillation config supervises, space separated
     ${python} -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1]))["target_layers"]; print(" ".join(str(x) for x in (v.split(",") if isinstance(v, str) else v)))' "${distill_config}"
 }

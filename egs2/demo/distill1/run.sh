@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 . ./path.sh
 
+# Until the demo trains its own teacher (stage 0), a random HuBERT-shaped teacher stands in:
+# it exercises every stage but carries no learned structure. Give --teacher FILE for a real one.
 ./distill.sh \
+    --teacher "random:hubert?layers=6&dim=64&heads=4&ffn=256&conv=64&pos_kernel=32&pos_groups=8" \
     --train_set train \
     --valid_set dev \
     --test_sets "test" \
