@@ -49,6 +49,31 @@ def _write_lines(path: Path, records: List[dict]) -> None:
     os.replace(tmp, path)
 
 
+def check_ranks_agree(model: torch.nn.Module, what: str) -> None:
+    """Under DDP, fail loudly unless every rank holds the same weights and growth state.
+
+    Each parameter and buffer is reduced to two numbers (its sum and its sum of squares);
+    MIN and MAX all-reduces of those must agree. Cheap, and run only at growths and at the end.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    # every rank times itself: its wall clock is the one thing allowed to differ
+    tensors = list(model.parameters()) + [
+        b for name, b in model.named_buffers() if name != "train_seconds"
+    ]
+    sums = torch.stack([
+        torch.stack([t.detach().double().sum(), t.detach().double().pow(2).sum()])
+        for t in tensors
+    ]).flatten()
+    low, high = sums.clone(), sums.clone()
+    torch.distributed.all_reduce(low, op=torch.distributed.ReduceOp.MIN)
+    torch.distributed.all_reduce(high, op=torch.distributed.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise RuntimeError(f"stacking: ranks hold different weights {what}; distributed "
+                           "training has diverged")
+    logging.info(f"stacking: all {torch.distributed.get_world_size()} ranks agree {what}")
+
+
 def read_stacking_log(path: Path) -> List[dict]:
     if not path.exists():
         return []
@@ -93,6 +118,7 @@ class StackingTrainer(Trainer):
             trainer_options=trainer_options,
             distributed_option=distributed_option,
         )
+        check_ranks_agree(_unwrap(model), "at the end of training")
         if _is_rank0(distributed_option):
             cls._write_summary(_unwrap(model), Path(trainer_options.output_dir) / LOG_NAME)
 
@@ -113,6 +139,7 @@ class StackingTrainer(Trainer):
                     transfer_optimizer_state(optimizer, core.encoder, src,
                                              core.optimizer_state_rule)
                 update = int(core.num_updates.item())
+                check_ranks_agree(core, f"after the growth to {to_depth} layers")
                 logging.info(
                     f"stacking: grew {from_depth} -> {to_depth} layers at update {update} "
                     f"(epoch {epoch}), src={src}; the stage took {stage_seconds:.1f} s"
