@@ -11,9 +11,11 @@ train_hours=1.0               # hours of training audio
 dev_minutes=5                 # minutes of dev audio
 test_minutes=5                # minutes of test audio
 seed=0                        # same seed -> same corpus, byte for byte
+num_utts=""                   # utterances per split instead of durations (smoke runs)
 # ---- end options
 . scripts/parse_options.sh
 
 python3 -m espnet2_stacking.bin.prepare_demo_corpus \
     --out_dir "${datadir}" --audio_dir "${audio_dir}" --nj "${nj}" --seed "${seed}" \
-    --train_hours "${train_hours}" --dev_minutes "${dev_minutes}" --test_minutes "${test_minutes}"
+    --train_hours "${train_hours}" --dev_minutes "${dev_minutes}" --test_minutes "${test_minutes}" \
+    ${num_utts:+--num_utts "${num_utts}"}
