@@ -37,6 +37,7 @@ from espnet2_stacking.teachers.torchaudio_teacher import (
     build_torchaudio_model,
     load_strict,
     merge_wavlm_qkv,
+    rename_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -266,12 +267,7 @@ def model_config(cfg: Mapping[str, Any], wavlm: bool, path: Path) -> Dict[str, A
 # ---- weights -----------------------------------------------------------------------
 def map_key(key: str) -> Optional[str]:
     """The torchaudio name of a fairseq / unilm key; None for a dropped one; KeyError else."""
-    if DROP.fullmatch(key):
-        return None
-    for pattern, target in KEY_TABLE:
-        if pattern.fullmatch(key):
-            return pattern.sub(target, key)
-    raise KeyError(key)
+    return rename_key(key, DROP, KEY_TABLE)
 
 
 @typechecked

@@ -30,6 +30,7 @@ from espnet2_stacking.teachers.torchaudio_teacher import (
     build_torchaudio_model,
     load_strict,
     merge_wavlm_qkv,
+    rename_key,
 )
 
 logger = logging.getLogger(__name__)
@@ -59,12 +60,7 @@ KEY_TABLE = [(re.compile(a), b) for a, b in KEY_TABLE]
 
 def map_key(key: str) -> Optional[str]:
     """The torchaudio name of a transformers key; None for a dropped one; KeyError else."""
-    if DROP.fullmatch(key):
-        return None
-    for pattern, target in KEY_TABLE:
-        if pattern.fullmatch(key):
-            return pattern.sub(target, key)
-    raise KeyError(key)
+    return rename_key(key, DROP, KEY_TABLE)
 
 
 @typechecked

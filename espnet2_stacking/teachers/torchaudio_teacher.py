@@ -13,7 +13,7 @@ torchaudio and transformers do) and masked out of every attention.
 """
 
 from pathlib import Path
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Pattern, Sequence, Tuple
 
 import torch
 from torchaudio.models import Wav2Vec2Model, wav2vec2_model, wavlm_model
@@ -42,6 +42,17 @@ def build_torchaudio_model(arch: str, config: Dict) -> Wav2Vec2Model:
         raise ValueError(f"unknown architecture '{arch}', one of {ARCHS}")
     builder = wavlm_model if arch == "wavlm" else wav2vec2_model
     return builder(aux_num_out=None, **config)
+
+
+def rename_key(key: str, drop: Pattern, table: Sequence[Tuple[Pattern, str]]) -> Optional[str]:
+    """A foreign checkpoint key's torchaudio name by ``table``; None for a key ``drop``
+    matches; KeyError for any other key, so nothing is silently left behind."""
+    if drop.fullmatch(key):
+        return None
+    for pattern, target in table:
+        if pattern.fullmatch(key):
+            return pattern.sub(target, key)
+    raise KeyError(key)
 
 
 def merge_wavlm_qkv(state: Dict[str, torch.Tensor], num_layers: int) -> Dict[str, torch.Tensor]:
