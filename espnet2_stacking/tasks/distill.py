@@ -89,6 +89,10 @@ class DistillTask(AbsTask):
                            choices=["none", "layer_norm"],
                            help="Per-frame LayerNorm of online teacher states (use the same "
                                 "as the dump's --normalize)")
+        group.add_argument("--init_from_teacher", type=str_or_none, default=None,
+                           help="Teacher spec whose CNN initialises the student's frontend "
+                                "(DistilHuBERT); needs frontend_conf.shapes equal to the "
+                                "teacher's. Applied at a fresh start, never over a resume")
         group.add_argument("--teacher_num_layers", type=int, default=12,
                            help="Transformer layers of the teacher (L_T)")
         group.add_argument("--teacher_hidden_size", type=int, default=768,
@@ -253,9 +257,40 @@ class DistillTask(AbsTask):
             loss=loss,
             optimizer_state_rule=args.optimizer_state_rule,
         )
+        if args.init_from_teacher is not None:
+            cls.init_frontend_from_teacher(model, args, teacher)
         if teacher is not None:
             model.set_teacher(teacher)
         return model
+
+    @classmethod
+    def init_frontend_from_teacher(cls, model: DistillModel, args, teacher) -> None:
+        """Copy the teacher's CNN into the student's frontend (exact: same blocks).
+
+        Only the CNN: ESPnet's transformer block uses ReLU where HuBERT/wav2vec 2.0 use GELU,
+        and its positional convolution has no residual, so teacher layers cannot be copied
+        into it exactly.
+        """
+        from espnet2_stacking.teachers import load_teacher
+
+        if teacher is None or args.init_from_teacher != args.teacher:
+            teacher = load_teacher(args.init_from_teacher)
+        if not hasattr(teacher, "cnn_state_dict"):
+            raise ValueError(f"--init_from_teacher {args.init_from_teacher}: only torchaudio-based "
+                             "teachers (fairseq, unilm, Hugging Face, random) carry a CNN to copy")
+        state = teacher.cnn_state_dict()
+        mine = model.frontend.state_dict()
+        wrong = sorted(set(state) ^ set(mine)) + [
+            f"{k} {tuple(v.shape)} vs {tuple(mine[k].shape)}"
+            for k, v in state.items() if k in mine and v.shape != mine[k].shape]
+        if wrong:
+            raise ValueError(
+                f"--init_from_teacher {args.init_from_teacher}: the teacher's CNN does not fit the "
+                f"student's frontend ({wrong[:3]}); set frontend_conf (shapes, norm_mode, bias) to "
+                "the teacher's"
+            )
+        model.frontend.load_state_dict(state, strict=True)
+        logging.info(f"initialised the student's CNN from {args.init_from_teacher}")
 
     @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module):

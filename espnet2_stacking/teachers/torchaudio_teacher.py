@@ -130,6 +130,14 @@ class TorchaudioTeacher(AbsTeacher):
         # WavLM's attention takes a key padding mask and refuses an attention mask
         self.is_wavlm = isinstance(transformer.layers[0].attention, WavLMSelfAttention)
 
+    def cnn_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The CNN's weights under the names of ESPnet's CNNFrontend (conv, norm, GELU in the
+        same order), for initialising a student's frontend as DistilHuBERT does."""
+        return {
+            k.replace("conv_layers.", "layers.", 1): v.detach().float().clone()
+            for k, v in self._module.feature_extractor.state_dict().items()
+        }
+
     def _hidden_states(
         self, wavs: torch.Tensor, lengths: torch.Tensor, num_layers: int
     ) -> Tuple[List[torch.Tensor], torch.Tensor]:

@@ -184,3 +184,22 @@ def test_two_process_gloo_distillation_keeps_ranks_identical(tiny_corpus, tmp_pa
     assert "all 2 ranks agree at the end of training" in logs[0]
     records = read_log(out)
     assert [(r["update"], r["to"]) for r in records[:-1]] == [(4, 2), (8, 4)]
+
+
+def test_init_from_teacher_copies_the_cnn_exactly(tmp_path):
+    spec = "random:hubert?layers=4&dim=32&conv=16&seed=3"
+    conf = write_config(tmp_path / "c.yaml")
+    args = DistillTask.get_parser().parse_args(
+        ["--config", str(conf), "--output_dir", "x", "--init_from_teacher", spec])
+    model = DistillTask.build_model(args).eval()
+    from espnet2_stacking.teachers import load_teacher
+
+    teacher = load_teacher(spec)
+    wav = torch.randn(1, 8000, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, _ = model.frontend(wav, torch.tensor([8000]))
+        theirs, _ = teacher._module.feature_extractor(wav, torch.tensor([8000]))
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    args.init_from_teacher = "random:hubert?layers=4&dim=32&conv=24"
+    with pytest.raises(ValueError, match="does not fit the student's frontend"):
+        DistillTask.build_model(args)
