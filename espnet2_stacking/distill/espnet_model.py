@@ -71,6 +71,8 @@ class DistillModel(AbsESPnetModel):
         )
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.float64))
         self.register_buffer("train_seconds", torch.zeros((), dtype=torch.float64))
+        # updates dropped by the trainer for a non-finite gradient (counted by StackingTrainer)
+        self.register_buffer("skipped_updates", torch.zeros((), dtype=torch.float64))
         self._teacher = None
         self._last_update_time: Optional[float] = None
 

@@ -12,6 +12,8 @@ stage and depth per stage. On resume, lines past the checkpoint's update count a
 every growth appears exactly once.
 """
 
+import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -20,7 +22,8 @@ from typing import Dict, Iterable, Iterator, List, Tuple
 
 import torch
 
-from espnet2.train.trainer import Trainer
+from espnet2.train.trainer import Trainer, TrainerOptions
+from espnet2.utils.build_dataclass import build_dataclass
 from espnet2_stacking.distill.espnet_model import DistillModel
 from espnet2_stacking.encoder.optimizer_state import transfer_optimizer_state
 
@@ -81,8 +84,63 @@ def read_stacking_log(path: Path) -> List[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+@dataclasses.dataclass
+class StackingTrainerOptions(TrainerOptions):
+    max_skipped_updates: int
+
+
+class _SkipWatch:
+    """Tells skipped updates from the update counter (an optimizer-step hook): ESPnet steps
+    after every accum_grad batches unless the gradient norm is not finite."""
+
+    def __init__(self, core: DistillModel, accum_grad: int, max_skipped: int, epoch: int):
+        self.core, self.accum_grad, self.max_skipped, self.epoch = core, accum_grad, max_skipped, epoch
+        self.last_updates = int(core.num_updates.item())
+        self.batches_since = 0
+        self.in_a_row = 0
+
+    def check(self) -> None:
+        updates = int(self.core.num_updates.item())
+        if updates > self.last_updates:
+            self.in_a_row, self.batches_since = 0, 0
+        elif self.batches_since >= self.accum_grad:
+            self.in_a_row += 1
+            self.batches_since = 0
+            self.core.skipped_updates += 1
+            logging.warning(
+                f"stacking: update skipped (non-finite gradient) at update {updates}; "
+                f"{self.in_a_row} in a row, {int(self.core.skipped_updates.item())} in all"
+            )
+            if self.max_skipped and self.in_a_row >= self.max_skipped:
+                raise RuntimeError(
+                    f"{self.in_a_row} updates in a row were skipped for a non-finite gradient "
+                    f"(at update {updates}, epoch {self.epoch}): the loss or the targets are "
+                    "not finite. With fp16/bf16 or a high-norm teacher, normalise the targets "
+                    "(--normalize layer_norm for the dump, --teacher_normalize layer_norm "
+                    "online) or lower the learning rate"
+                )
+        self.last_updates = updates
+
+
 class StackingTrainer(Trainer):
-    """Trainer that grows a DistillModel by its stacking plan, between updates."""
+    """Trainer that grows a DistillModel by its stacking plan, between updates.
+
+    It also watches the updates ESPnet's loop skips (a non-finite gradient norm: the step is
+    dropped): each is logged and counted, and a run that keeps skipping stops with a clear
+    message instead of burning GPU hours on nothing.
+    """
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser):
+        parser.add_argument(
+            "--max_skipped_updates", type=int, default=20,
+            help="Stop when this many updates in a row are skipped for a non-finite gradient "
+                 "(fp16 overflow, bad targets); 0 never stops",
+        )
+
+    @classmethod
+    def build_options(cls, args: argparse.Namespace) -> StackingTrainerOptions:
+        return build_dataclass(StackingTrainerOptions, args)
 
     @classmethod
     def train_one_epoch(cls, model, iterator, optimizers, schedulers, scaler, reporter,
@@ -92,8 +150,9 @@ class StackingTrainer(Trainer):
         rank0 = _is_rank0(distributed_option)
         if rank0:
             cls._drop_unreached_growths(log_path, int(core.num_updates.item()))
-        grown = cls._growing(core, iterator, optimizers, reporter.get_epoch(), log_path, rank0)
-        return super().train_one_epoch(
+        grown = cls._growing(core, iterator, optimizers, reporter.get_epoch(), log_path, rank0,
+                             options.accum_grad, options.max_skipped_updates)
+        all_invalid = super().train_one_epoch(
             model=model,
             iterator=grown,
             optimizers=optimizers,
@@ -104,6 +163,13 @@ class StackingTrainer(Trainer):
             options=options,
             distributed_option=distributed_option,
         )
+        if all_invalid and not options.no_forward_run:
+            # ESPnet would stop here with exit status 0, which reads as a finished run
+            raise RuntimeError(
+                f"every update of epoch {reporter.get_epoch()} was skipped for a non-finite "
+                "gradient: the loss or the targets are not finite (see the warnings above)"
+            )
+        return all_invalid
 
     @classmethod
     def run(cls, model, optimizers, schedulers, train_iter_factory, valid_iter_factory,
@@ -125,9 +191,12 @@ class StackingTrainer(Trainer):
     # ---- growth -------------------------------------------------------------------------
     @staticmethod
     def _growing(core: DistillModel, iterator: Iterable, optimizers, epoch: int,
-                 log_path: Path, rank0: bool) -> Iterator[Tuple[List[str], Dict]]:
+                 log_path: Path, rank0: bool, accum_grad: int = 1,
+                 max_skipped: int = 0) -> Iterator[Tuple[List[str], Dict]]:
         core.start_timing()
+        watch = _SkipWatch(core, accum_grad, max_skipped, epoch)
         for item in iterator:
+            watch.check()
             # The previous update has completed (the trainer zeroes grads right after the
             # step), so weights and moments can be copied without racing anything.
             while core.due_depth() > core.depth:
@@ -151,6 +220,8 @@ class StackingTrainer(Trainer):
                     })
                     _write_lines(log_path, records)
             yield item
+            watch.batches_since += 1
+        watch.check()
 
     @staticmethod
     def _drop_unreached_growths(log_path: Path, num_updates: int) -> None:
@@ -174,6 +245,7 @@ class StackingTrainer(Trainer):
                 "stage_seconds": stage_seconds,
                 "stage_depths": depths,
                 "updates": int(core.num_updates.item()),
+                "skipped_updates": int(core.skipped_updates.item()),
                 "final_depth": core.depth,
             }
         })

@@ -107,7 +107,7 @@ def test_online_teacher_mode(tiny_corpus, tmp_path):
     # 4 updates, EQL over depths 1, 2, 4: growths after updates 1 and 3
     assert [(r["update"], r["to"]) for r in read_log(out)[:-1]] == [(1, 2), (3, 4)]
     state = torch.load(out / "latest.pth", weights_only=True)
-    assert all(k.split(".")[0] in ("frontend", "preencoder", "encoder", "heads", "num_updates", "train_seconds", "loss") for k in state)
+    assert all(k.split(".")[0] in ("frontend", "preencoder", "encoder", "heads", "num_updates", "train_seconds", "skipped_updates", "loss") for k in state)
 
 
 def test_missing_targets_are_a_clear_error(tiny_corpus, tmp_path):
@@ -203,3 +203,42 @@ def test_init_from_teacher_copies_the_cnn_exactly(tmp_path):
     args.init_from_teacher = "random:hubert?layers=4&dim=32&conv=24"
     with pytest.raises(ValueError, match="does not fit the student's frontend"):
         DistillTask.build_model(args)
+
+
+def _poison(tiny_corpus, tmp_path, every: int):
+    """A copy of the train dump where every ``every``-th utterance's targets are NaN."""
+    import shutil
+
+    import numpy as np
+
+    root = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus / "data", root / "data")
+    shutil.copytree(tiny_corpus / "dump", root / "dump")
+    for t in (2, 4):
+        lines = (root / "dump/train" / f"layer_{t}.scp").read_text().splitlines()
+        rows = []
+        for i, line in enumerate(lines):
+            uttid, path = line.split()
+            new = root / "dump/train" / f"layer_{t}" / f"{uttid}.npy"
+            if i % every == 0:
+                np.save(new, np.full_like(np.load(path), np.nan))
+            rows.append(f"{uttid} {new}")
+        (root / "dump/train" / f"layer_{t}.scp").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.mark.slow
+def test_non_finite_updates_are_counted_and_a_run_that_keeps_skipping_stops(tiny_corpus, tmp_path):
+    bad = _poison(tiny_corpus, tmp_path / "all", every=1)
+    out = tmp_path / "stopped"
+    res = run_train(train_args(bad, write_config(tmp_path / "c.yaml"), out) + ["--max_skipped_updates", "3"])
+    assert res.returncode != 0
+    assert "3 updates in a row were skipped for a non-finite gradient" in res.stderr
+
+    some = _poison(tiny_corpus, tmp_path / "some", every=6)  # 2 of 12 utterances
+    out = tmp_path / "finished"
+    res = run_train(train_args(some, write_config(tmp_path / "c2.yaml", batch_size=1, num_iters_per_epoch=6, max_epoch=2), out))
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = read_log(out)[-1]["summary"]
+    assert summary["skipped_updates"] >= 1 and summary["updates"] + summary["skipped_updates"] == 12
+    assert "update skipped (non-finite gradient)" in res.stderr
