@@ -1,6 +1,5 @@
 """Shared fixtures: tiny corpora, distillation configs and teacher dumps built on the fly."""
 
-import os
 from pathlib import Path
 
 import numpy as np

@@ -14,14 +14,13 @@ every utterance has a file of the right shape.
 
 import json
 import logging
-import math
 import os
 import queue
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import soundfile

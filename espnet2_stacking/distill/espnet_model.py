@@ -9,7 +9,6 @@ Training progress (the update count and the training wall time) lives in float64
 that a checkpoint carries it and a resume grows at exactly the same update.
 """
 
-import logging
 import time
 from typing import Dict, List, Optional, Tuple
 

@@ -9,7 +9,7 @@ Modes (METHOD.md section 4):
 - ``l2l_proportional``: teacher t from student round(t d / L_T), recomputed at each depth.
 """
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 from espnet2_stacking.stacking.errors import StackingConfigError
 

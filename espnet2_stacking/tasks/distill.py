@@ -11,7 +11,7 @@ Targets are dumped teacher states (data names ``target_<t>``, type ``npy``) or, 
 
 import argparse
 import logging
-from typing import Callable, Collection, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Collection, Dict, List, Tuple
 
 import numpy as np
 import torch
