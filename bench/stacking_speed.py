@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""How much faster is stacking, at what cost in quality? One invocation, same data, seed and
+number of updates for every run.
+
+Example (after the demo recipe's stages 1-2):
+    tools/venv/bin/python bench/stacking_speed.py \
+        --base_config egs2/demo/distill1/conf/distill_interleaved_eql.yaml \
+        --data_dir egs2/demo/distill1/data --dump_dir egs2/demo/distill1/dump \
+        --teacher "random:hubert?layers=6&dim=64&heads=4&ffn=256&conv=64&pos_kernel=32&pos_groups=8" \
+        --updates 150 --name demo_cpu
+
+Runs `none` (full depth from the start), interleaved EQL and PROP-1, gradual EQL and MIDAS EQL,
+each with dumped targets and with the online teacher (--teacher_modes). For each run:
+- train seconds (the trainer's own clock: data loading, forward, backward, optimizer; not
+  start-up or validation) and the speed-up against `none` in the same teacher mode;
+- the ideal speed-up: 1 / ((1 - f) + f r), r the schedule's share of layer-updates (62.5 % for
+  EQL 3/6/9/12) and f the measured share of a full-depth step spent in the growing layers
+  (a line fitted to seconds per update against depth over the stacking runs' stages);
+- the final validation loss of the full-depth student (ESPnet's valid loss, last epoch);
+- hours of audio processed per hour of training.
+Writes bench/results/<name>.json and prints a table.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+METHODS = {
+    "none": dict(stacking_method="none", alignment_mode="l2l_proportional", full_depth_only=True),
+    "interleaved_eql": dict(stacking_method="interleaved", stacking_schedule="eql", alignment_mode="l2l"),
+    "interleaved_prop1": dict(stacking_method="interleaved", stacking_schedule="prop:1", alignment_mode="l2l"),
+    "gradual_eql": dict(stacking_method="gradual", stacking_schedule="eql", alignment_mode="pred"),
+    "midas_eql": dict(stacking_method="midas", stacking_schedule="eql", alignment_mode="pred"),
+}
+
+
+def get_parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base_config", type=Path, required=True, help="A distillation YAML to vary")
+    p.add_argument("--data_dir", type=Path, required=True, help="Holds train/ and dev/")
+    p.add_argument("--dump_dir", type=Path, default=None, help="Holds train/ and dev/ dumps")
+    p.add_argument("--teacher", type=str, default=None, help="Teacher spec for online runs")
+    p.add_argument("--teacher_modes", default="dump,online")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--updates", type=int, default=150, help="Updates per run (one epoch)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ngpu", type=int, default=0)
+    p.add_argument("--name", default="bench")
+    p.add_argument("--work_dir", type=Path, default=Path("bench/work"))
+    return p
+
+
+def run_config(base: dict, method: str, updates: int, seed: int) -> dict:
+    conf = dict(base)
+    spec = dict(METHODS[method])
+    if spec.pop("full_depth_only", False):
+        conf["stacking_depths"] = [conf["stacking_depths"][-1]]
+    conf.update(spec)
+    conf.update(num_iters_per_epoch=updates, max_epoch=1, seed=seed)
+    return conf
+
+
+def valid_loss(exp: Path) -> float:
+    """The last epoch's validation loss, at full precision, from ESPnet's reporter state."""
+    import torch
+
+    # our own run's checkpoint: its reporter state holds numpy scalars, refused by weights_only
+    reporter = torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)["reporter"]
+    last = max(reporter["stats"])
+    return float(reporter["stats"][last]["valid"]["loss"])
+
+
+def train(conf: dict, args, mode: str, out: Path) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.in.yaml").write_text(yaml.safe_dump(conf))
+    cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", "--config", str(out / "config.in.yaml"),
+           "--output_dir", str(out / "exp"), "--ngpu", str(args.ngpu), "--use_matplotlib", "false"]
+    for tag, split in (("train", "train"), ("valid", "dev")):
+        d = args.data_dir / split
+        cmd += [f"--{tag}_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound", f"--{tag}_shape_file", f"{d}/utt2num_samples"]
+        if mode == "dump":
+            for t in conf["target_layers"]:
+                cmd += [f"--{tag}_data_path_and_name_and_type", f"{args.dump_dir}/{split}/layer_{t}.scp,target_{t},npy"]
+    if mode == "online":
+        cmd += ["--teacher", args.teacher]
+    start = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if res.returncode != 0:
+        raise RuntimeError(f"{out}: training failed:\n{res.stderr[-3000:]}")
+    log = [json.loads(x) for x in (out / "exp" / "stacking.jsonl").read_text().splitlines()]
+    summary = log[-1]["summary"]
+    return {"wall_seconds": round(wall, 2), "train_seconds": summary["total_seconds"],
+            "stage_seconds": summary["stage_seconds"], "stage_depths": summary["stage_depths"],
+            "valid_loss": valid_loss(out / "exp"), "updates": summary["updates"]}
+
+
+def layer_share(runs: list, full_depth: int) -> float:
+    """f: share of a full-depth update's time spent in the growing layers, from a
+    least-squares line through (depth, seconds per update) of every stacking stage."""
+    points = []
+    for r in runs:
+        lengths = r["stage_updates"]
+        for depth, secs, n in zip(r["stage_depths"], r["stage_seconds"], lengths):
+            points.append((depth, secs / n))
+    if len({d for d, _ in points}) < 2:
+        return float("nan")
+    n = len(points)
+    mx = sum(d for d, _ in points) / n
+    my = sum(t for _, t in points) / n
+    slope = sum((d - mx) * (t - my) for d, t in points) / sum((d - mx) ** 2 for d, _ in points)
+    fixed = my - slope * mx
+    return slope * full_depth / (fixed + slope * full_depth)
+
+
+def main():
+    args = get_parser().parse_args()
+    from espnet2_stacking.stacking import plan_stacking
+
+    base = yaml.safe_load(args.base_config.read_text())
+    lengths = [int(line.split()[1]) for line in
+               (args.data_dir / "train" / "utt2num_samples").read_text().splitlines()]
+    crop = base.get("crop_max_samples") or max(lengths)
+    # audio one update sees: batch_size utterances, each cut to at most crop_max_samples
+    update_hours = base["batch_size"] * sum(min(n, crop) for n in lengths) / len(lengths) / 16000 / 3600
+    results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "updates": args.updates,
+               "base_config": str(args.base_config), "runs": {}}
+    for mode in args.teacher_modes.split(","):
+        for method in args.methods.split(","):
+            conf = run_config(base, method, args.updates, args.seed)
+            print(f"[bench] {mode} {method} ...", file=sys.stderr, flush=True)
+            r = train(conf, args, mode, args.work_dir / args.name / f"{mode}_{method}")
+            plan = plan_stacking(conf["stacking_method"], conf["stacking_depths"],
+                                 schedule=conf.get("stacking_schedule", "eql"), total_updates=args.updates,
+                                 mode=conf["alignment_mode"], targets=conf["target_layers"],
+                                 teacher_layers=conf["teacher_num_layers"],
+                                 block_size=conf.get("stacking_block_size"))
+            r["stage_updates"] = list(plan.stage_lengths)
+            full = conf["stacking_depths"][-1]
+            r["layer_ratio"] = sum(n * d for n, d in zip(plan.stage_lengths, plan.depths)) / (args.updates * full)
+            results["runs"][f"{mode}/{method}"] = r
+    for mode in args.teacher_modes.split(","):
+        runs = {k.split("/")[1]: v for k, v in results["runs"].items() if k.startswith(mode + "/")}
+        stacking = [v for m, v in runs.items() if m != "none"]
+        f = layer_share(stacking, base["stacking_depths"][-1])
+        results[f"{mode}_layer_share"] = round(f, 4)
+        for m, v in runs.items():
+            v["speedup"] = round(runs["none"]["train_seconds"] / v["train_seconds"], 3)
+            v["ideal_speedup"] = round(1 / ((1 - f) + f * v["layer_ratio"]), 3)
+            v["share_of_ideal"] = round((v["speedup"] - 1) / (v["ideal_speedup"] - 1), 3) if v["ideal_speedup"] > 1 else None
+            v["audio_hours_per_hour"] = round(update_hours * v["updates"] / (v["train_seconds"] / 3600), 1)
+    out = Path("bench/results") / f"{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"{'mode/method':<26}{'train s':>9}{'speed-up':>9}{'ideal':>7}{'of ideal':>9}{'valid loss':>11}")
+    for k, v in results["runs"].items():
+        print(f"{k:<26}{v['train_seconds']:>9.1f}{v['speedup']:>9.3f}{v['ideal_speedup']:>7.3f}"
+              f"{'' if v['share_of_ideal'] is None else v['share_of_ideal']:>9}{v['valid_loss']:>11.4f}")
+    print(f"-> {out}")
+
+
+if __name__ == "__main__":
+    main()
