@@ -149,6 +149,12 @@ class DistillTask(AbsTask):
 
         register()
         super().main_worker(args)
+        # ESPnet leaves the process group up; tearing gloo's threads down at interpreter exit
+        # can abort a rank that already finished ("terminate called without an active
+        # exception"). Leave together, then close the group.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
 
     @classmethod
     def target_data_names(cls, args: argparse.Namespace) -> List[str]:
