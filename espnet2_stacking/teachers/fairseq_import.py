@@ -26,18 +26,17 @@ import pickle
 import re
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Tuple
 
 import torch
 from typeguard import typechecked
 
-from espnet2_stacking.teachers.abs_teacher import SAMPLE_RATE, short_list
+from espnet2_stacking.teachers.abs_teacher import SAMPLE_RATE
 from espnet2_stacking.teachers.torchaudio_teacher import (
     TorchaudioTeacher,
     build_torchaudio_model,
     load_strict,
-    merge_wavlm_qkv,
-    rename_key,
+    rename_state_dict,
 )
 
 logger = logging.getLogger(__name__)
@@ -265,11 +264,6 @@ def model_config(cfg: Mapping[str, Any], wavlm: bool, path: Path) -> Dict[str, A
 
 
 # ---- weights -----------------------------------------------------------------------
-def map_key(key: str) -> Optional[str]:
-    """The torchaudio name of a fairseq / unilm key; None for a dropped one; KeyError else."""
-    return rename_key(key, DROP, KEY_TABLE)
-
-
 @typechecked
 def convert_state_dict(
     state: Mapping[str, torch.Tensor], wavlm: bool, num_layers: int, path: Path
@@ -279,23 +273,7 @@ def convert_state_dict(
         raise ValueError(
             f"{path}: a fine-tuned checkpoint (w2v_encoder.*): give the pretrained one"
         )
-    out, unknown = {}, []
-    for key, value in state.items():
-        try:
-            target = map_key(key)
-        except KeyError:
-            unknown.append(key)
-            continue
-        if target is not None:
-            out[target] = value
-    if unknown:
-        raise ValueError(f"{path}: weights this loader does not know: {short_list(unknown)}")
-    if wavlm:
-        try:
-            out = merge_wavlm_qkv(out, num_layers)
-        except KeyError as e:
-            raise ValueError(f"{path}: missing attention weight {e.args[0]}") from None
-    return out
+    return rename_state_dict(state, DROP, KEY_TABLE, wavlm, num_layers, path)
 
 
 # ---- the loader ----------------------------------------------------------------------

@@ -29,8 +29,7 @@ from espnet2_stacking.teachers.torchaudio_teacher import (
     TorchaudioTeacher,
     build_torchaudio_model,
     load_strict,
-    merge_wavlm_qkv,
-    rename_key,
+    rename_state_dict,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,11 +55,6 @@ KEY_TABLE = [
     (_L + r"attention\.gru_rel_pos_const", _T + r"attention.gru_rel_pos_const"),
 ]
 KEY_TABLE = [(re.compile(a), b) for a, b in KEY_TABLE]
-
-
-def map_key(key: str) -> Optional[str]:
-    """The torchaudio name of a transformers key; None for a dropped one; KeyError else."""
-    return rename_key(key, DROP, KEY_TABLE)
 
 
 @typechecked
@@ -111,18 +105,7 @@ def convert_state_dict(
     state: Mapping[str, torch.Tensor], wavlm: bool, num_layers: int, path: Path
 ) -> Dict[str, torch.Tensor]:
     """transformers weights -> torchaudio names (q, k, v merged for WavLM)."""
-    out, unknown = {}, []
-    for key, value in state.items():
-        try:
-            target = map_key(key)
-        except KeyError:
-            unknown.append(key)
-            continue
-        if target is not None:
-            out[target] = value
-    if unknown:
-        raise ValueError(f"{path}: weights this loader does not know: {short_list(unknown)}")
-    return merge_wavlm_qkv(out, num_layers) if wavlm else out
+    return rename_state_dict(state, DROP, KEY_TABLE, wavlm, num_layers, path)
 
 
 def _preprocessing(path: Path) -> Tuple[Optional[int], bool]:

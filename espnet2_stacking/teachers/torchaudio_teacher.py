@@ -55,6 +55,30 @@ def rename_key(key: str, drop: Pattern, table: Sequence[Tuple[Pattern, str]]) ->
     raise KeyError(key)
 
 
+def rename_state_dict(state: Mapping[str, torch.Tensor], drop: Pattern,
+                      table: Sequence[Tuple[Pattern, str]], wavlm: bool, num_layers: int,
+                      path: Path) -> Dict[str, torch.Tensor]:
+    """A foreign state dict under torchaudio's names (q, k, v merged for WavLM); every key
+    the table does not know is reported at once, naming the file."""
+    out, unknown = {}, []
+    for key, value in state.items():
+        try:
+            target = rename_key(key, drop, table)
+        except KeyError:
+            unknown.append(key)
+            continue
+        if target is not None:
+            out[target] = value
+    if unknown:
+        raise ValueError(f"{path}: weights this loader does not know: {short_list(unknown)}")
+    if not wavlm:
+        return out
+    try:
+        return merge_wavlm_qkv(out, num_layers)
+    except KeyError as e:
+        raise ValueError(f"{path}: missing attention weight {e.args[0]}") from None
+
+
 def merge_wavlm_qkv(state: Dict[str, torch.Tensor], num_layers: int) -> Dict[str, torch.Tensor]:
     """WavLM attention in torchaudio is an nn.MultiheadAttention: q, k, v projections
     (named ``...attention.{q,k,v}_proj``) become one ``in_proj`` and ``out_proj`` moves in."""
