@@ -94,3 +94,14 @@ def conv_features(
             x = block.layer_norm(x)
         x = F.gelu(x)
     return x.transpose(1, 2), lengths
+
+
+def grouped_conv_guard(x: torch.Tensor):
+    """Context for a grouped convolution on ``x``: oneDNN off for low precision on CPU.
+
+    With torch 2.14 on AMX CPUs, oneDNN's bfloat16 grouped conv1d returns garbage (relative
+    error ~1 against float32; the positional convolution of every wav2vec2-family model is
+    grouped). ATen's own kernel is right, so low-precision CPU runs take it.
+    """
+    low_cpu = x.device.type == "cpu" and x.dtype in (torch.bfloat16, torch.float16)
+    return torch.backends.mkldnn.flags(enabled=not low_cpu)

@@ -30,6 +30,7 @@ from espnet2_stacking.teachers.cnn import (
     check_frame_rule,
     conv_features,
     conv_shapes,
+    grouped_conv_guard,
     normalize_waveforms,
 )
 
@@ -114,7 +115,8 @@ class ESPnetSSLTeacher(AbsTeacher):
                 continue
             if isinstance(m, ConvolutionalPositionalEmbedding):
                 x = x.masked_fill(pad, 0.0)
-            x = m(x)
+            with grouped_conv_guard(x):
+                x = m(x)
         states = [x]
         masks = ~pad.transpose(1, 2)  # (batch, 1, frames), True at valid frames
         for layer in list(encoder.encoders)[:num_layers]:

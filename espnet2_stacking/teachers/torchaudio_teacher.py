@@ -25,10 +25,12 @@ from espnet2_stacking.teachers.cnn import (
     check_frame_rule,
     conv_features,
     conv_shapes,
+    grouped_conv_guard,
     normalize_waveforms,
 )
 
 ARCHS = ("hubert", "wav2vec2", "wavlm")
+
 
 
 @typechecked
@@ -174,7 +176,8 @@ class TorchaudioTeacher(AbsTeacher):
         pad = padding_mask(frames, x.size(1))
         x = x.masked_fill(pad.unsqueeze(-1), 0.0)
         transformer = model.encoder.transformer
-        x = x + transformer.pos_conv_embed(x)
+        with grouped_conv_guard(x):
+            x = x + transformer.pos_conv_embed(x)
         if not self.layer_norm_first:
             x = transformer.layer_norm(x)
         states = [x]
