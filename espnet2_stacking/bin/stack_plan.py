@@ -17,12 +17,12 @@ import json
 import sys
 from typing import List, Optional
 
-from espnet2_stacking.stacking import METHODS, MODES, StackingConfigError, plan_stacking
+from espnet2_stacking.stacking import ANCHORS, METHODS, MODES, StackingConfigError, plan_stacking
 
 
 def int_list(value: str) -> List[int]:
     try:
-        return [int(v) for v in value.split(",") if v.strip()]
+        return [int(v) for v in value.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{value}'")
 
@@ -38,7 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=METHODS, default="interleaved")
     parser.add_argument("--depths", type=int_list, required=True,
                         help="Depth of each stage, e.g. 3,6,9,12")
-    parser.add_argument("--anchor", choices=["last", "first"], default="last",
+    parser.add_argument("--anchor", choices=ANCHORS, default="last",
                         help="interleaved: copy the last (default) or first layer of a group")
     parser.add_argument("--block_size", type=int, default=None,
                         help="midas: block size (default: the first depth)")
@@ -49,7 +49,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--schedule", default="eql",
                         help="eql, prop:<alpha> or fractions such as 0.1,0.2,0.3,0.4")
     parser.add_argument("--total_updates", type=int, default=None,
-                        help="Updates of the whole run, for the boundaries")
+                        help="Updates of the whole run; without it \"boundaries\" is null")
     return parser
 
 

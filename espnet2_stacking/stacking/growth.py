@@ -3,6 +3,19 @@
 A growth from depth d to d' > d is ``src`` (length d'): new layer i starts as an exact copy of
 old layer src[i]. ``lineage[i]`` is the initial layer a layer descends from; after a growth
 new_lineage[i] = lineage[src[i]]. See METHOD.md section 3. Integer arithmetic only.
+
+Methods (G = d' - d layers are added):
+- ``interleaved``: each copy right after its source. anchor ``last``:
+  src[i] = ceil((i + 1) d / d') - 1; anchor ``first``: src[i] = floor(i d / d').
+  3 -> 6: [0, 0, 1, 1, 2, 2]; 6 -> 9 (last): [0, 1, 1, 2, 3, 3, 4, 5, 5].
+- ``stackbert``: the stack copied on top, src[i] = i mod d (A B C -> A B C A B C). For d' != 2d
+  the same rule: d' < 2d copies the bottom d' - d layers on top, d' > 2d repeats the stack.
+- ``gradual``: the old stack stays at the bottom and its top G layers are copied onto the top,
+  src[d + k] = d - G + k. G > d copies the top G layers of the stack repeated ceil(G / d)
+  times, so the new top is still the old top: 2 -> 6: [0, 1, 0, 1, 0, 1];
+  3 -> 7: [0, 1, 2, 2, 0, 1, 2].
+- ``midas``: a run of layers copied right after itself (see :func:`midas_map` for the rule).
+- ``none``: the full depth from step 0; growing is refused.
 """
 
 from typing import List, Optional, Sequence
@@ -11,6 +24,12 @@ from espnet2_stacking.stacking.errors import StackingConfigError
 
 METHODS = ("interleaved", "stackbert", "gradual", "midas", "none")
 ANCHORS = ("last", "first")
+
+
+def check_int(name: str, value, minimum: int) -> None:
+    """Refuse a value that is not an int (bools too) or is below ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise StackingConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
 def interleaved_map(d: int, d_new: int, anchor: str = "last") -> List[int]:
@@ -28,43 +47,64 @@ def stackbert_map(d: int, d_new: int) -> List[int]:
 
 
 def gradual_map(d: int, d_new: int) -> List[int]:
-    """The top D = d' - d layers copied onto the top. For D > d the stack is repeated,
-    top-aligned: d = 2, D = 4 gives [0, 1, 0, 1, 0, 1]."""
+    """The top G = d' - d layers copied onto the top; G > d repeats the stack first."""
     grow = d_new - d
-    return list(range(d)) + [d - 1 - ((grow - 1 - k) % d) for k in range(grow)]
+    repeated = list(range(d)) * -(-grow // d)  # ceil(G / d) copies: enough to take G from
+    return list(range(d)) + repeated[-grow:]
+
+
+def midas_start(d: int, grow: int, block_size: int) -> int:
+    """First layer of the run of ``grow`` layers that MIDAS duplicates in a stack of ``d``.
+
+    Block aligned (d = n D for the block size D and grow = D): block m = ceil(n / 2) (1-based),
+    i.e. start (m - 1) D, which is MIDAS's block formula. Otherwise the run centred in the
+    stack: start (d - grow) // 2, half a layer low when d - grow is odd.
+
+    The two agree whenever n is odd ((d - D) / 2 = (m - 1) D). For even n the stack's centre is
+    the boundary between the two middle blocks; the block formula takes the lower one (block
+    n / 2) where exact centring would straddle both, and aligned growths follow MIDAS.
+    """
+    if d % block_size == 0 and grow == block_size:
+        n = d // block_size
+        return ((n + 1) // 2 - 1) * block_size
+    return (d - grow) // 2
 
 
 def midas_map(d: int, d_new: int, block_size: int) -> List[int]:
-    """MIDAS: a block copied right after itself.
+    """MIDAS: the run of G = d' - d layers from :func:`midas_start` copied right after itself:
+    src = [0 .. s+G-1] + [s .. s+G-1] + [s+G .. d-1].
 
-    Block aligned (d a multiple of the block size D and d' - d = D): the stack is n = d / D
-    blocks and block m = ceil(n / 2) (1-based) is duplicated:
-    src = [0 .. mD-1] + [(m-1)D .. mD-1] + [mD .. d-1].
-    Otherwise the G = d' - d layers centred in the stack, starting at (d - G) // 2, are
-    duplicated right after themselves; G > d grows in steps of at most d.
+    MIDAS's D = 3 examples (n = d / 3 blocks, middle block m = ceil(n / 2)):
+    3 -> 6: [0,1,2,0,1,2]; 6 -> 9: [0,1,2,0,1,2,3,4,5]; 9 -> 12: [0..5,3,4,5,6,7,8].
+    G > d cannot be one run of the old stack: the stack first doubles (d -> 2d, the whole stack
+    copied after itself) and grows on from 2d by the same rule, composing the maps.
     """
-    if block_size <= 0:
-        raise StackingConfigError(f"midas block size must be positive, got {block_size}")
+    check_int("midas block size", block_size, 1)
     grow = d_new - d
     if grow > d:
         first = midas_map(d, 2 * d, block_size)
         rest = midas_map(2 * d, d_new, block_size)
         return [first[j] for j in rest]
-    if d % block_size == 0 and grow == block_size:
-        n = d // block_size
-        start = ((n + 1) // 2 - 1) * block_size
-    else:
-        start = (d - grow) // 2
+    start = midas_start(d, grow, block_size)
     block = list(range(start, start + grow))
     return list(range(start + grow)) + block + list(range(start + grow, d))
 
 
 def growth_map(method: str, old_depth: int, new_depth: int, *, anchor: str = "last",
                block_size: Optional[int] = None) -> List[int]:
-    """``src`` for a growth old_depth -> new_depth by ``method``; checked before return."""
+    """``src`` for a growth old_depth -> new_depth by ``method``; checked before return.
+
+    Example:
+        >>> growth_map("interleaved", 3, 6)
+        [0, 0, 1, 1, 2, 2]
+        >>> growth_map("midas", 9, 12, block_size=3)
+        [0, 1, 2, 3, 4, 5, 3, 4, 5, 6, 7, 8]
+    """
     if method not in METHODS:
         raise StackingConfigError(f"unknown stacking method '{method}'; one of {METHODS}")
-    if old_depth <= 0 or new_depth <= old_depth:
+    check_int("old depth", old_depth, 1)
+    check_int("new depth", new_depth, 1)
+    if new_depth <= old_depth:
         raise StackingConfigError(
             f"a growth must go to a greater depth: {old_depth} -> {new_depth}"
         )
@@ -82,52 +122,86 @@ def growth_map(method: str, old_depth: int, new_depth: int, *, anchor: str = "la
         if block_size is None:
             raise StackingConfigError("midas needs a block size (--block_size)")
         src = midas_map(old_depth, new_depth, block_size)
-    check_growth(method, old_depth, src)
+    check_growth(method, old_depth, new_depth, src)
     return src
 
 
 def grow_lineage(lineage: Sequence[int], src: Sequence[int]) -> List[int]:
-    """The lineage after a growth: each new layer inherits its source's."""
+    """The lineage after a growth: each new layer inherits its source's.
+
+    Example:
+        >>> grow_lineage([0, 0, 1, 1, 2, 2], [0, 1, 1, 2, 3, 3, 4, 5, 5])
+        [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    """
+    bad = [j for j in src if not 0 <= j < len(lineage)]
+    if bad:
+        raise StackingConfigError(
+            f"src {list(src)} names layers {bad} outside a stack of {len(lineage)}"
+        )
     return [lineage[j] for j in src]
 
 
 def is_contiguous(lineage: Sequence[int]) -> bool:
-    """Each lineage value occupies one run, in increasing order (A A B B C C)."""
+    """Each lineage value occupies one run, runs in increasing order (A A B B C C)."""
     return all(a <= b for a, b in zip(lineage, lineage[1:]))
 
 
-def check_growth(method: str, old_depth: int, src: Sequence[int],
-                 lineage: Optional[Sequence[int]] = None) -> None:
-    """Raise AssertionError-like StackingConfigError when a growth breaks its method's rules.
+def check_growth(method: str, old_depth: int, new_depth: int, src: Sequence[int]) -> None:
+    """Raise StackingConfigError when ``src`` breaks its method's rules.
 
-    Every method: len(src) > old_depth, sources in range, every old layer used. Interleaved:
-    src non-decreasing and (given) the new lineage contiguous. Gradual / MIDAS: the old stack
-    survives in order once the inserted copies are taken out. StackBERT: src[i] = i mod d.
+    Every method: len(src) == new_depth > old_depth, sources in 0..old_depth-1, every old layer
+    used at least once. Interleaved: src non-decreasing (each copy next to its source).
+    StackBERT: src[i] = i mod d. Gradual: the old stack kept at the bottom. MIDAS: the old stack
+    survives in order once the inserted copies are taken out.
     """
     def fail(why: str):
-        raise StackingConfigError(f"{method} growth {old_depth} -> {len(src)} is invalid: {why}; src={list(src)}")
+        raise StackingConfigError(
+            f"{method} growth {old_depth} -> {new_depth} is invalid: {why}; src={list(src)}"
+        )
 
-    if len(src) <= old_depth:
+    if new_depth <= old_depth:
         fail("the new depth is not greater")
+    if len(src) != new_depth:
+        fail(f"src has {len(src)} entries for {new_depth} layers")
     if any(not 0 <= j < old_depth for j in src):
         fail("a source index is out of range")
-    if set(src) != set(range(old_depth)):
-        fail(f"old layers {sorted(set(range(old_depth)) - set(src))} are not used")
+    unused = sorted(set(range(old_depth)) - set(src))
+    if unused:
+        fail(f"old layers {unused} are not used")
     if method == "interleaved":
         if any(a > b for a, b in zip(src, src[1:])):
             fail("src is not non-decreasing (a copy moved away from its source)")
-        if lineage is not None and not is_contiguous(lineage):
-            fail(f"lineage {list(lineage)} is not contiguous")
     elif method == "stackbert":
-        if list(src) != [i % old_depth for i in range(len(src))]:
+        if list(src) != [i % old_depth for i in range(new_depth)]:
             fail("src is not the stack repeated")
-    elif method in ("gradual", "midas"):
-        # taking the inserted copies out must leave the old stack, in order
-        pos = 0
+    elif method == "gradual":
+        if list(src[:old_depth]) != list(range(old_depth)):
+            fail("the old stack is not kept at the bottom")
+    elif method == "midas":
+        pos = 0  # taking the inserted copies out must leave the old stack, in order
         for j in src:
             if pos < old_depth and j == pos:
                 pos += 1
         if pos != old_depth:
             fail("the old stack does not survive in order")
-        if method == "gradual" and list(src[:old_depth]) != list(range(old_depth)):
-            fail("the old stack is not kept at the bottom")
+
+
+def check_lineage(method: str, old_lineage: Sequence[int], src: Sequence[int],
+                  new_lineage: Sequence[int]) -> None:
+    """Raise StackingConfigError unless new_lineage[i] == old_lineage[src[i]] for every layer
+    and, for interleaved stacking, every lineage group is one contiguous run, in order."""
+    old, new = len(old_lineage), len(src)
+    if len(new_lineage) != new:
+        raise StackingConfigError(
+            f"{method} growth {old} -> {new}: lineage has {len(new_lineage)} entries for "
+            f"{new} layers"
+        )
+    if list(new_lineage) != grow_lineage(old_lineage, src):
+        raise StackingConfigError(
+            f"{method} growth {old} -> {new}: lineage {list(new_lineage)} does not follow "
+            f"src {list(src)} from {list(old_lineage)}"
+        )
+    if method == "interleaved" and not is_contiguous(new_lineage):
+        raise StackingConfigError(
+            f"interleaved growth {old} -> {new}: lineage {list(new_lineage)} is not contiguous"
+        )

@@ -7,7 +7,9 @@ from espnet2_stacking.stacking.alignment import (
     Pairs, check_mode, check_targets, default_targets, layer_pairs,
 )
 from espnet2_stacking.stacking.errors import StackingConfigError
-from espnet2_stacking.stacking.growth import ANCHORS, check_growth, grow_lineage, growth_map
+from espnet2_stacking.stacking.growth import (
+    ANCHORS, METHODS, check_int, check_lineage, grow_lineage, growth_map,
+)
 from espnet2_stacking.stacking.schedule import (
     Schedule, stage_boundaries, stage_fractions, stage_lengths,
 )
@@ -15,6 +17,8 @@ from espnet2_stacking.stacking.schedule import (
 
 @dataclass(frozen=True)
 class Growth:
+    """One growth: new layer i starts as a copy of old layer src[i]."""
+
     from_depth: int
     to_depth: int
     src: Tuple[int, ...]
@@ -23,6 +27,10 @@ class Growth:
 
 @dataclass(frozen=True)
 class StackingPlan:
+    """Everything a run needs to know about its stages; ``pairs`` maps each depth to its
+    (student hidden state, teacher hidden state) list; lengths and boundaries are None
+    without ``total_updates``."""
+
     method: str
     depths: Tuple[int, ...]
     mode: str
@@ -59,15 +67,23 @@ def plan_stacking(method: str, depths: Sequence[int], *, anchor: str = "last",
                   total_updates: Optional[int] = None) -> StackingPlan:
     """Check a stacking setting and work out every growth, pair and boundary.
 
+    ``depths`` are the stage depths, strictly increasing; the last is the student's depth.
+    ``block_size`` (MIDAS only) defaults to the first depth, as in the paper. ``targets`` are
+    teacher hidden states (default (g + 1) L_T / K). Every mistake raises StackingConfigError.
+
     Example (METHOD.md):
         >>> p = plan_stacking("interleaved", [3, 6, 9, 12], targets=[4, 8, 12],
         ...                   schedule="prop:1", total_updates=1000)
         >>> p.growths[0].src, p.pairs[6], p.boundaries
         ((0, 0, 1, 1, 2, 2), [(2, 4), (4, 8), (6, 12)], (100, 300, 600))
     """
-    depths = [int(d) for d in depths]
-    if not depths or any(d <= 0 for d in depths):
-        raise StackingConfigError(f"depths must be positive, got {depths}")
+    if method not in METHODS:
+        raise StackingConfigError(f"unknown stacking method '{method}'; one of {METHODS}")
+    depths = list(depths)
+    if not depths:
+        raise StackingConfigError("no depths given: list the depth of each stage, e.g. 3,6,9,12")
+    if any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in depths):
+        raise StackingConfigError(f"depths must be positive integers, got {depths}")
     if any(a >= b for a, b in zip(depths, depths[1:])):
         raise StackingConfigError(f"depths must be strictly increasing, got {depths}")
     if method == "none" and len(depths) != 1:
@@ -76,14 +92,14 @@ def plan_stacking(method: str, depths: Sequence[int], *, anchor: str = "last",
         )
     if anchor not in ANCHORS:
         raise StackingConfigError(f"anchor must be one of {ANCHORS}, got '{anchor}'")
-    if teacher_layers <= 0:
-        raise StackingConfigError(f"teacher_layers must be positive, got {teacher_layers}")
+    check_int("teacher_layers", teacher_layers, 1)
     check_mode(method, mode)
-    if method == "midas" and block_size is None:
-        block_size = depths[0]
+    if method == "midas":
+        block_size = depths[0] if block_size is None else block_size
+        check_int("midas block size", block_size, 1)
     if targets is None:
         targets = default_targets(depths[0], teacher_layers)
-    targets = [int(t) for t in targets]
+    targets = list(targets)
     check_targets(targets, teacher_layers)
 
     lineage = list(range(depths[0]))
@@ -91,8 +107,9 @@ def plan_stacking(method: str, depths: Sequence[int], *, anchor: str = "last",
     growths = []
     for d, d_new in zip(depths, depths[1:]):
         src = growth_map(method, d, d_new, anchor=anchor, block_size=block_size)
-        lineage = grow_lineage(lineage, src)
-        check_growth(method, d, src, lineage)
+        new_lineage = grow_lineage(lineage, src)
+        check_lineage(method, lineage, src, new_lineage)
+        lineage = new_lineage
         growths.append(Growth(d, d_new, tuple(src), tuple(lineage)))
         pairs[d_new] = layer_pairs(mode, lineage, targets, teacher_layers)
 

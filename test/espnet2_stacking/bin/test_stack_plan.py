@@ -4,6 +4,8 @@ import sys
 
 import pytest
 
+from espnet2_stacking.bin.stack_plan import get_parser, main
+
 CMD = [sys.executable, "-m", "espnet2_stacking.bin.stack_plan"]
 
 
@@ -19,7 +21,8 @@ def test_the_method_example():
     assert set(out) == {"growths", "pairs", "boundaries"}
     assert out["growths"] == [
         {"from": 3, "to": 6, "src": [0, 0, 1, 1, 2, 2], "lineage": [0, 0, 1, 1, 2, 2]},
-        {"from": 6, "to": 9, "src": [0, 1, 1, 2, 3, 3, 4, 5, 5], "lineage": [0, 0, 0, 1, 1, 1, 2, 2, 2]},
+        {"from": 6, "to": 9, "src": [0, 1, 1, 2, 3, 3, 4, 5, 5],
+         "lineage": [0, 0, 0, 1, 1, 1, 2, 2, 2]},
         {"from": 9, "to": 12, "src": [0, 1, 2, 2, 3, 4, 5, 5, 6, 7, 8, 8],
          "lineage": [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2]},
     ]
@@ -35,15 +38,47 @@ def test_boundaries_null_without_total():
     assert out["boundaries"] is None
 
 
+def test_defaults_and_in_process_main(capsys):
+    args = get_parser().parse_args(["--depths", "3,6"])
+    assert (args.method, args.anchor, args.mode, args.teacher_layers, args.schedule) == (
+        "interleaved", "last", "l2l", 12, "eql")
+    main(["--method", "midas", "--depths", "3,6,9,12", "--mode", "pred", "--targets", "4,8,12",
+          "--total_updates", "1000"])
+    out = json.loads(capsys.readouterr().out)
+    assert [g["src"] for g in out["growths"]] == [
+        [0, 1, 2, 0, 1, 2], [0, 1, 2, 0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5, 3, 4, 5, 6, 7, 8],
+    ]
+    assert out["pairs"]["9"] == [[9, 4], [9, 8], [9, 12]]
+    assert out["boundaries"] == [250, 500, 750]
+
+
+def test_none_has_no_growths(capsys):
+    main(["--method", "none", "--depths", "12", "--mode", "l2l_proportional",
+          "--targets", "4,8,12", "--total_updates", "10"])
+    out = json.loads(capsys.readouterr().out)
+    assert out == {"growths": [], "pairs": {"12": [[4, 4], [8, 8], [12, 12]]}, "boundaries": []}
+
+
 @pytest.mark.parametrize(
     "args,match",
     [
         (["--depths", "6,3"], "strictly increasing"),
         (["--depths", "3,6", "--targets", "4,8,16"], "not a hidden state"),
         (["--method", "gradual", "--depths", "3,6", "--mode", "l2l"], "use --mode pred"),
+        (["--depths", "3,6", "--targets", "8,4,12"], "strictly increasing"),
+        (["--depths", "3,6", "--targets", "4,12"], "give 3 targets"),
         (["--depths", "3,6", "--schedule", "0.2,0.2"], "sum to"),
+        (["--depths", "3,6", "--schedule", "fast"], "not eql"),
+        (["--depths", "3,6", "--schedule", "prop:x"], "needs a number"),
+        (["--depths", "3,6,9,12", "--total_updates", "3"], "too few"),
         (["--depths", "3,x"], "comma-separated integers"),
+        (["--depths", ""], "comma-separated integers"),
         (["--method", "nope", "--depths", "3,6"], "invalid choice"),
+        (["--method", "none", "--depths", "3,6"], "one depth"),
+        (["--method", "midas", "--depths", "3", "--mode", "pred", "--block_size", "0"],
+         "block size"),
+        (["--depths", "5,10"], "--targets"),
+        (["--method", "interleaved"], "required"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, match):
