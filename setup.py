@@ -17,6 +17,7 @@ install_requires = [
     "soundfile",
     "numpy",
     "pyyaml",
+    "matplotlib",  # PNGs of the teacher probe, layer similarity and benchmark curves
 ]
 
 extras_require = {
