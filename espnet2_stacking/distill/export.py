@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import yaml
@@ -68,7 +68,14 @@ def student_state_dict(model: DistillModel) -> Dict[str, torch.Tensor]:
     return state
 
 
-def load_distill_model(config_file: Path, model_file: Path) -> Tuple[DistillModel, argparse.Namespace]:
+def load_distill_model(config_file: Path, model_file: Optional[Path]
+                       ) -> Tuple[DistillModel, argparse.Namespace]:
+    """The DistillModel of a distill_train run, in eval mode.
+
+    ``model_file=None`` gives the *random student*: the same architecture at its final depth,
+    every layer freshly initialised (seeded by the config's ``seed``), the reference a
+    distilled student must beat downstream.
+    """
     from espnet2_stacking.register import register
     from espnet2_stacking.tasks.distill import DistillTask
 
@@ -77,8 +84,17 @@ def load_distill_model(config_file: Path, model_file: Path) -> Tuple[DistillMode
         args = argparse.Namespace(**yaml.safe_load(f))
     # The exported student needs no teacher: build without loading one.
     args.teacher = None
+    if model_file is None:
+        torch.manual_seed(getattr(args, "seed", 0))
     model = DistillTask.build_model(args)
-    state = torch.load(model_file, map_location="cpu", weights_only=True)
+    if model_file is None:
+        # Activate every slot as its own lineage: no layer is a copy of another.
+        state = model.state_dict()
+        full = model.encoder.num_blocks
+        state["encoder.active_depth"] = torch.tensor(float(full))
+        state["encoder.lineage_buffer"] = torch.arange(full, dtype=torch.float32)
+    else:
+        state = torch.load(model_file, map_location="cpu", weights_only=True)
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise RuntimeError(
@@ -89,9 +105,13 @@ def load_distill_model(config_file: Path, model_file: Path) -> Tuple[DistillMode
     return model, args
 
 
-def export_student(config_file: Path, model_file: Path, out_dir: Path,
-                   stacking_log: Path = None) -> Path:
-    """Write out_dir/{config.yaml,model.pth,stacking.json}; returns the model path."""
+def export_student(config_file: Path, model_file: Optional[Path], out_dir: Path,
+                   stacking_log: Optional[Path] = None) -> Path:
+    """Write out_dir/{config.yaml,model.pth,stacking.json}; returns the model path.
+
+    ``model_file=None`` exports the random student of the same shape (see
+    :func:`load_distill_model`); its stacking.json says ``"init": "random"``.
+    """
     model, args = load_distill_model(config_file, model_file)
     config = ssl_config(model, args)
     # Build the stock model from that config and load our weights strictly into its student
@@ -116,18 +136,20 @@ def export_student(config_file: Path, model_file: Path, out_dir: Path,
         yaml.safe_dump(config, f, sort_keys=False)
     torch.save(ssl_model.state_dict(), tmp / "model.pth")
     info = {
-        "source_config": str(config_file), "source_model": str(model_file),
+        "source_config": str(config_file),
+        "source_model": None if model_file is None else str(model_file),
+        "init": "random" if model_file is None else "distilled",
         "depth": model.depth, "lineage": model.encoder.lineage,
         "stacking_method": args.stacking_method, "stacking_depths": list(args.stacking_depths),
         "stacking_schedule": args.stacking_schedule,
         "parameters": sum(v.numel() for k, v in ours.items()),
     }
-    if stacking_log is not None and stacking_log.exists():
+    if model_file is not None and stacking_log is not None and stacking_log.exists():
         info["stacking_log"] = [json.loads(x) for x in stacking_log.read_text().splitlines() if x]
     (tmp / "stacking.json").write_text(json.dumps(info, indent=1))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
-    logging.info(f"exported a {model.depth}-layer student ({info['parameters']:,} parameters) "
+    logging.info(f"exported a {info['init']} {model.depth}-layer student ({info['parameters']:,} parameters) "
                  f"to {out_dir}")
     return out_dir / "model.pth"

@@ -4,7 +4,8 @@
 #   1 data prep            local/data.sh -> Kaldi-style dirs in ${datadir}/
 #   2 teacher feature dump  chosen teacher hidden states -> fp16 .npy + .scp in ${dumpdir}/
 #   3 staged distillation   grow the student by the stacking plan (DistillTask)
-#   4 export student        ESPnet SSL-task model (stock espnet_ssl frontend) + plugin frontend
+#   4 export student        ESPnet SSL-task model (stock espnet_ssl frontend), and the random
+#                           student of the same shape (downstream reference)
 #   5 downstream ASR        token list, collect stats, SUPERB-style ASR training on the student
 #   6 decoding              CTC decoding of ${test_sets}
 #   7 scoring               WER/CER in Python -> RESULTS.md
@@ -120,8 +121,12 @@ stage_distill() {
 
 stage_export() {
     require_config
-    ${python} -m espnet2_stacking.bin.export_student --distill_dir "${expdir}/distill_$(distill_tag)" \
-        --out_dir "${expdir}/student_$(distill_tag)"
+    local tag; tag=$(distill_tag)
+    ${python} -m espnet2_stacking.bin.export_student --distill_dir "${expdir}/distill_${tag}" \
+        --out_dir "${expdir}/student_${tag}"
+    # The same shape untrained: the downstream reference the distilled student must beat.
+    ${python} -m espnet2_stacking.bin.export_student --distill_dir "${expdir}/distill_${tag}" \
+        --out_dir "${expdir}/student_${tag}_random" --random_init
 }
 stage_asr_train() { not_implemented 5; }
 stage_decode() { not_implemented 6; }

@@ -54,3 +54,26 @@ def test_a_checkpoint_that_does_not_match_its_config_is_refused(trained_run, tmp
     with pytest.raises(RuntimeError, match="broken.pth does not match"):
         export_student(trained_run / "config.yaml", tmp_path / "broken.pth", tmp_path / "out")
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
+
+
+def test_random_student_has_the_shape_and_none_of_the_training(trained_run, tmp_path):
+    out = tmp_path / "random"
+    res = subprocess.run([sys.executable, "-m", "espnet2_stacking.bin.export_student",
+                          "--distill_dir", str(trained_run), "--out_dir", str(out),
+                          "--random_init"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    info = json.loads((out / "stacking.json").read_text())
+    assert info["init"] == "random" and info["depth"] == 4 and info["lineage"] == [0, 1, 2, 3]
+    assert "stacking_log" not in info
+    random_state = torch.load(out / "model.pth", weights_only=True)
+    trained, _ = load_distill_model(trained_run / "config.yaml", trained_run / "latest.pth")
+    trained_state = trained.state_dict()
+    # same shapes everywhere, different values: nothing was copied from the trained run,
+    # and the layers are not copies of each other (no growth happened)
+    for key, value in random_state.items():
+        if key.startswith("encoder.encoders."):
+            assert value.shape == trained_state[key].shape
+    w = [random_state[f"encoder.encoders.{i}.feed_forward.w_1.weight"] for i in range(4)]
+    assert not torch.equal(w[0], trained_state["encoder.encoders.0.feed_forward.w_1.weight"])
+    assert not any(torch.equal(w[0], w[i]) for i in (1, 2, 3))
+    assert load_teacher(str(out / "model.pth")).num_layers == 4
