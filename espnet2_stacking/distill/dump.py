@@ -29,6 +29,7 @@ import torch.multiprocessing as mp
 from tqdm import tqdm
 
 from espnet2_stacking.data.kaldi_dir import read_kaldi_dir
+from espnet2_stacking.distill.inputs import check_npy
 from espnet2_stacking.teachers.abs_teacher import num_frames
 
 BYTES_PER_VALUE = 2  # float16
@@ -162,28 +163,12 @@ def verify(out_dir: Path, utts: Sequence[Utterance], layers: Sequence[int],
     frame count is its audio's (or one less, as some teachers give); returns frames."""
     frames = {}
     for u in tqdm(utts, desc="verify", unit="utt", mininterval=2.0):
-        want = num_frames(u.num_samples)
         for t in layers:
-            path = layer_path(out_dir, t, u.uttid)
-            if not path.exists():
-                raise FileNotFoundError(f"utterance '{u.uttid}': {path} is missing")
-            try:
-                array = np.load(path, mmap_mode="r")
-            except Exception as e:
-                raise RuntimeError(f"utterance '{u.uttid}': {path} is unreadable: {e}") from e
-            if array.dtype != np.float16 or array.ndim != 2 or array.shape[1] != hidden_size:
-                raise ValueError(
-                    f"utterance '{u.uttid}': {path} is {array.dtype} {array.shape}, expected "
-                    f"float16 (frames, {hidden_size})"
-                )
-            if not 0 <= want - array.shape[0] <= 1:
-                raise ValueError(
-                    f"utterance '{u.uttid}': {path} has {array.shape[0]} frames but its "
-                    f"{u.num_samples} samples give {want}"
-                )
-            if u.uttid in frames and frames[u.uttid] != array.shape[0]:
+            count = check_npy(layer_path(out_dir, t, u.uttid), u.uttid, hidden_size,
+                              u.num_samples, dtype=np.float16)
+            if u.uttid in frames and frames[u.uttid] != count:
                 raise ValueError(f"utterance '{u.uttid}': layers disagree on the frame count")
-            frames[u.uttid] = array.shape[0]
+            frames[u.uttid] = count
     return frames
 
 

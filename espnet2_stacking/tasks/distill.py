@@ -23,9 +23,10 @@ from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
 from espnet2.asr.preencoder.linear import LinearProjection
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
-from espnet2.utils.types import int_or_none, str_or_none
+from espnet2.utils.types import int_or_none, str2bool, str_or_none
 from espnet2_stacking.distill.collate import DistillCollateFn
 from espnet2_stacking.distill.espnet_model import DistillModel, target_name
+from espnet2_stacking.distill.inputs import check_training_inputs
 from espnet2_stacking.distill.loss import DistillationLoss
 from espnet2_stacking.encoder.stacking_encoder import StackingTransformerEncoder
 from espnet2_stacking.stacking import StackingConfigError, plan_stacking
@@ -131,6 +132,10 @@ class DistillTask(AbsTask):
                                 "shortest: crop the batch to its shortest utterance")
         group.add_argument("--crop_max_samples", type=int_or_none, default=250000,
                            help="Longest training crop in samples (audio and targets alike)")
+        group.add_argument("--check_inputs", type=str2bool, default=True,
+                           help="Before training, check that every list holds the same "
+                                "utterances, every audio path exists and every dumped "
+                                "target is complete and of the right shape (headers only)")
 
         for class_choices in cls.class_choices_list:
             class_choices.add_arguments(group)
@@ -148,6 +153,8 @@ class DistillTask(AbsTask):
         from espnet2_stacking.register import register
 
         register()
+        if args.check_inputs and not args.collect_stats:
+            cls.check_inputs(args)
         super().main_worker(args)
         # ESPnet leaves the process group up; tearing gloo's threads down at interpreter exit
         # can abort a rank that already finished ("terminate called without an active
@@ -155,6 +162,15 @@ class DistillTask(AbsTask):
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
+
+    @classmethod
+    def check_inputs(cls, args: argparse.Namespace) -> None:
+        """Fail before the first update on lists that would fail mid-epoch (distill/inputs.py)."""
+        for split in ("train", "valid"):
+            entries = getattr(args, f"{split}_data_path_and_name_and_type") or []
+            shapes = getattr(args, f"{split}_shape_file") or []
+            check_training_inputs(entries, shapes[0] if shapes else None,
+                                  args.teacher_hidden_size)
 
     @classmethod
     def target_data_names(cls, args: argparse.Namespace) -> List[str]:

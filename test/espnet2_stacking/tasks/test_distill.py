@@ -57,6 +57,20 @@ def test_config_round_trip(tmp_path):
     assert ours.stacking_schedule == "prop:1" and ours.encoder_conf["linear_units"] == 32
 
 
+def test_a_config_key_that_does_not_exist_is_named(tmp_path, capsys):
+    parser = DistillTask.get_parser()
+    bad = write_config(tmp_path / "bad.yaml", stacking_metod="gradual")  # sic: a typo
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--config", str(bad), "--output_dir", "x"])
+    err = capsys.readouterr().err
+    assert "stacking_metod" in err and "bad.yaml" in err
+    # a typo inside a component's *_conf reaches its constructor, which names it
+    args = parser.parse_args(["--config", str(write_config(
+        tmp_path / "c.yaml", encoder_conf={"output_size": 16, "atention_heads": 2})), "--output_dir", "x"])
+    with pytest.raises(TypeError, match="atention_heads"):
+        DistillTask.build_model(args)
+
+
 RECIPE_CONFIGS = sorted(Path(__file__).parents[3].glob("egs2/*/distill1/conf/distill_*.yaml"))
 
 
