@@ -10,6 +10,8 @@ architecture) or wavlm, and integer keys (defaults):
     pos_kernel (16)   positional convolution kernel
     pos_groups (4)    positional convolution groups
     pre_ln (0)        1: a Large-style model (layer-norm CNN with bias, pre-LN transformer)
+    gain (1)          scales every feed-forward output: with pre_ln=1 the residual stream then
+                      grows with depth, like the high-norm states of WavLM / HuBERT Large
     seed (0)          the weights are a function of the spec (the global RNG is untouched)
     buckets (32), max_distance (128)   wavlm only: relative position buckets
 e.g. ``random:hubert?layers=4&dim=32&seed=0``. An unknown key or a non-integer is an error.
@@ -29,7 +31,7 @@ from espnet2_stacking.teachers.torchaudio_teacher import (
 
 PREFIX = "random:"
 KEYS = {"layers": 2, "dim": 32, "heads": 2, "ffn": 64, "conv": 32, "pos_kernel": 16,
-        "pos_groups": 4, "pre_ln": 0, "seed": 0}
+        "pos_groups": 4, "pre_ln": 0, "gain": 1, "seed": 0}
 WAVLM_KEYS = {"buckets": 32, "max_distance": 128}
 
 
@@ -99,4 +101,8 @@ def load_random_teacher(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(opts["seed"])
         model = build_torchaudio_model(arch, random_model_config(arch, opts))
+    if opts["gain"] != 1:
+        with torch.no_grad():
+            for layer in model.encoder.transformer.layers:
+                layer.feed_forward.output_dense.weight.mul_(opts["gain"])
     return TorchaudioTeacher(model, source=spec, dtype=dtype, normalize=normalize)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Stage driver shared by every distill1 recipe (egs2/<corpus>/distill1/run.sh calls it).
 #
+#   0 teacher pretraining   only without --teacher: a small HuBERT-style teacher trained on
+#                           ${train_set} by ESPnet's SSL task (--teacher_config), then probed
 #   1 data prep            local/data.sh -> Kaldi-style dirs in ${datadir}/
 #   2 teacher feature dump  chosen teacher hidden states -> fp16 .npy + .scp in ${dumpdir}/
 #   3 staged distillation   grow the student by the stacking plan (DistillTask)
@@ -16,7 +18,7 @@ set -euo pipefail
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[0]##*/}:${BASH_LINENO[0]}) $*" >&2; }
 
 # ---- options (each --name value overrides the default below) ---------------
-stage=1                 # first stage to run
+stage=0                 # first stage to run
 stop_stage=7            # last stage to run
 ngpu=0                  # GPUs for the teacher dump, distillation and ASR (0: CPU)
 nj=4                    # parallel jobs for data prep, dump and decoding
@@ -29,6 +31,8 @@ valid_set=dev
 test_sets="test"        # space separated
 local_data_opts=""      # passed to local/data.sh
 teacher=""              # teacher spec: fairseq .pt, HF dir, ESPnet SSL .pth, random:...
+teacher_config=""       # stage 0 (no --teacher): YAML of the teacher to pretrain
+teacher_args=""         # extra options for pretrain_teacher
 teacher_dtype=float32   # float32|bfloat16|float16 for running the teacher
 teacher_mode=dump       # dump: read stage-2 features; online: run the teacher every step
 distill_config=""       # YAML for stage 3
@@ -41,7 +45,15 @@ inference_args=""       # extra options for asr_inference
 # shellcheck source=scripts/parse_options.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/scripts/parse_options.sh"
 
-stage_names=( "" "data prep" "teacher feature dump" "staged distillation" "export student" \
+# Without --teacher, stage 0's output is the teacher of every later stage.
+teacher_dir="${expdir}/teacher"
+pretrained_teacher=false
+if [ -z "${teacher}" ] && [ -n "${teacher_config}" ]; then
+    teacher="${teacher_dir}/model.pth"
+    pretrained_teacher=true
+fi
+
+stage_names=( "teacher pretraining" "data prep" "teacher feature dump" "staged distillation" "export student" \
               "downstream ASR training" "decoding" "scoring" )
 timing_log="${expdir}/stage_times.tsv"
 mkdir -p "${expdir}"
@@ -63,10 +75,30 @@ not_implemented() {
     exit 3
 }
 
+data_prepared=false
 stage_data_prep() {
+    if ${data_prepared}; then log "data prepared by stage 0 in this run"; return; fi
     [ -x local/data.sh ] || { log "local/data.sh is missing or not executable"; exit 1; }
     # shellcheck disable=SC2086
     local/data.sh --datadir "${datadir}" --nj "${nj}" ${local_data_opts}
+    data_prepared=true
+}
+
+stage_teacher() {
+    if ! ${pretrained_teacher}; then
+        log "--teacher ${teacher:-(none)} given or no --teacher_config: nothing to pretrain"
+        return
+    fi
+    [ -f "${teacher_config}" ] || { log "--teacher_config '${teacher_config}' not found"; exit 2; }
+    # The teacher learns from the recipe's own training data: prepare it first.
+    stage_data_prep
+    # shellcheck disable=SC2086
+    ${python} -m espnet2_stacking.bin.pretrain_teacher --config "${teacher_config}" \
+        --data_dir "${datadir}/${train_set}" --valid_dir "${datadir}/${valid_set}" \
+        --out_dir "${teacher_dir}" --nj "${nj}" ${teacher_args}
+    # Evidence that it learned something layer-specific: probe it against a random twin.
+    ${python} -m espnet2_stacking.bin.probe_teacher --teacher "${teacher}" \
+        --data_dir "${datadir}/${valid_set}" --out_dir "${teacher_dir}/probe"
 }
 require_teacher() {
     [ -n "${teacher}" ] || { log "--teacher is required (a fairseq .pt, HF dir, ESPnet SSL .pth or random:...)"; exit 2; }
@@ -132,6 +164,7 @@ stage_asr_train() { not_implemented 5; }
 stage_decode() { not_implemented 6; }
 stage_score() { not_implemented 7; }
 
+run_stage 0 stage_teacher
 run_stage 1 stage_data_prep
 run_stage 2 stage_dump
 run_stage 3 stage_distill

@@ -86,6 +86,26 @@ def test_verify_catches_a_wrong_file(tmp_path):
         verify(out, utts, [2], 32)
 
 
+HIGH_NORM = "random:hubert?layers=2&pre_ln=1&gain=100000"  # states ~1e5: past float16's 65504
+
+
+def test_a_high_norm_teacher_overflowing_float16_is_named_and_layer_norm_fixes_it(tmp_path):
+    data = write_data_dir(tmp_path / "data", "train", 2)
+    first = read_data_dir(data)[0].uttid
+    with pytest.raises(RuntimeError, match=f"utterance '{first}': teacher state 2 is not "
+                                                 "finite in float16.*--normalize layer_norm"):
+        dump_teacher_states(data, tmp_path / "raw", HIGH_NORM, [2], nj=1)
+    assert not (tmp_path / "raw" / "layer_2.scp").exists()
+    # the same teacher, normalised per frame (what the dump's --normalize offers), in the
+    # precisions a GPU run would use: finite targets of unit scale
+    for dtype in ("float32", "bfloat16"):
+        out = tmp_path / f"normed_{dtype}"
+        dump_teacher_states(data, out, HIGH_NORM, [2], nj=1, dtype=dtype, normalize="layer_norm")
+        for line in (out / "layer_2.scp").read_text().splitlines():
+            array = np.load(line.split()[1]).astype(np.float32)
+            assert np.isfinite(array).all() and 0.5 < np.abs(array).max() < 20
+
+
 @pytest.mark.slow
 def test_sigkill_mid_dump_then_rerun_completes(tmp_path):
     data = write_data_dir(tmp_path / "data", "train", 60)
