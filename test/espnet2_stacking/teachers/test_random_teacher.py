@@ -9,7 +9,7 @@ def test_defaults_and_keys():
     arch, opts = parse_random_spec("random:wavlm?layers=3&dim=64&heads=4&seed=7")
     assert arch == "wavlm"
     assert opts == {"layers": 3, "dim": 64, "heads": 4, "ffn": 64, "conv": 32, "pos_kernel": 16,
-                    "pos_groups": 4, "pre_ln": 0, "seed": 7, "buckets": 32, "max_distance": 128}
+                    "pos_groups": 4, "pre_ln": 0, "gain": 1, "seed": 7, "buckets": 32, "max_distance": 128}
     teacher = load_teacher("random:wavlm?layers=3&dim=64&heads=4&seed=7")
     assert (teacher.num_layers, teacher.hidden_size, teacher.downsample_rate, teacher.sample_rate) == (3, 64, 320, 16000)
     assert not teacher.layer_norm_first
