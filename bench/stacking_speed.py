@@ -17,8 +17,12 @@ each with dumped targets and with the online teacher (--teacher_modes). For each
   EQL 3/6/9/12) and f the measured share of a full-depth step spent in the growing layers
   (a line fitted to seconds per update against depth over the stacking runs' stages);
 - the final validation loss of the full-depth student (ESPnet's valid loss, last epoch);
-- hours of audio processed per hour of training.
-Writes bench/results/<name>.json and prints a table.
+- hours of audio processed per hour of training;
+- where a step's time goes (ESPnet's own per-iteration timers: data loading, forward
+  (the online teacher runs inside it), backward, optimizer step), averaged over the run.
+Each run is split into --curve_points epochs, each ending with a validation pass, for the curve
+of validation loss against training time. Writes bench/results/<name>.json and <name>.png
+(one panel per teacher mode, one curve per method) and prints the tables.
 """
 
 import argparse
@@ -48,7 +52,9 @@ def get_parser():
     p.add_argument("--teacher", type=str, default=None, help="Teacher spec for online runs")
     p.add_argument("--teacher_modes", default="dump,online")
     p.add_argument("--methods", default=",".join(METHODS))
-    p.add_argument("--updates", type=int, default=150, help="Updates per run (one epoch)")
+    p.add_argument("--updates", type=int, default=150, help="Updates per run")
+    p.add_argument("--curve_points", type=int, default=5,
+                   help="Validation passes per run (epochs of updates / curve_points updates)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--name", default="bench")
@@ -56,24 +62,46 @@ def get_parser():
     return p
 
 
-def run_config(base: dict, method: str, updates: int, seed: int) -> dict:
+def run_config(base: dict, method: str, updates: int, seed: int, points: int = 1) -> dict:
     conf = dict(base)
     spec = dict(METHODS[method])
     if spec.pop("full_depth_only", False):
         conf["stacking_depths"] = [conf["stacking_depths"][-1]]
     conf.update(spec)
-    conf.update(num_iters_per_epoch=updates, max_epoch=1, seed=seed)
+    if updates % points:
+        raise SystemExit(f"--updates {updates} must be a multiple of --curve_points {points}")
+    conf.update(num_iters_per_epoch=updates // points, max_epoch=points, seed=seed)
     return conf
 
 
-def valid_loss(exp: Path) -> float:
-    """The last epoch's validation loss, at full precision, from ESPnet's reporter state."""
+STEP_PARTS = ("iter_time", "forward_time", "backward_time", "optim_step_time")
+
+
+def reporter_stats(exp: Path) -> dict:
+    """ESPnet's per-epoch statistics of our own run (checkpoint.pth's reporter state)."""
     import torch
 
     # our own run's checkpoint: its reporter state holds numpy scalars, refused by weights_only
     reporter = torch.load(exp / "checkpoint.pth", map_location="cpu", weights_only=False)["reporter"]
-    last = max(reporter["stats"])
-    return float(reporter["stats"][last]["valid"]["loss"])
+    return {e: reporter["stats"][e] for e in sorted(reporter["stats"])}
+
+
+def epoch_seconds(train_stats: dict) -> float:
+    value = train_stats["time"]
+    return float(value["__timedelta_seconds__"] if isinstance(value, dict) else value)
+
+
+def curve_and_profile(exp: Path):
+    """[(cumulative train seconds, valid loss)] per epoch, the last valid loss, and the mean
+    seconds per update of each part of a step (epochs weighted equally: same length)."""
+    stats = reporter_stats(exp)
+    curve, elapsed = [], 0.0
+    for e, s in stats.items():
+        elapsed += epoch_seconds(s["train"])
+        curve.append((round(elapsed, 3), float(s["valid"]["loss"])))
+    profile = {k: round(sum(float(s["train"][k]) for s in stats.values()) / len(stats), 5)
+               for k in STEP_PARTS}
+    return curve, curve[-1][1], profile
 
 
 def train(conf: dict, args, mode: str, out: Path) -> dict:
@@ -96,9 +124,36 @@ def train(conf: dict, args, mode: str, out: Path) -> dict:
         raise RuntimeError(f"{out}: training failed:\n{res.stderr[-3000:]}")
     log = [json.loads(x) for x in (out / "exp" / "stacking.jsonl").read_text().splitlines()]
     summary = log[-1]["summary"]
+    curve, last_loss, profile = curve_and_profile(out / "exp")
     return {"wall_seconds": round(wall, 2), "train_seconds": summary["total_seconds"],
             "stage_seconds": summary["stage_seconds"], "stage_depths": summary["stage_depths"],
-            "valid_loss": valid_loss(out / "exp"), "updates": summary["updates"]}
+            "valid_loss": last_loss, "updates": summary["updates"], "curve": curve,
+            "step_profile": profile}
+
+
+def plot(results: dict, path: Path) -> None:
+    """Validation loss against training seconds, one panel per teacher mode."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    modes = sorted({k.split("/")[0] for k in results["runs"]})
+    fig, axes = plt.subplots(1, len(modes), figsize=(5.5 * len(modes), 4), squeeze=False)
+    for ax, mode in zip(axes[0], modes):
+        for key, run in results["runs"].items():
+            if key.startswith(mode + "/"):
+                xs, ys = zip(*run["curve"])
+                ax.plot(xs, ys, marker="o", label=key.split("/")[1])
+        ax.set(title=f"{mode} targets", xlabel="training seconds", ylabel="validation loss")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"{results['updates']} updates per run on {results['machine']}")
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
 
 
 def layer_share(runs: list, full_depth: int) -> float:
@@ -133,7 +188,7 @@ def main():
                "base_config": str(args.base_config), "runs": {}}
     for mode in args.teacher_modes.split(","):
         for method in args.methods.split(","):
-            conf = run_config(base, method, args.updates, args.seed)
+            conf = run_config(base, method, args.updates, args.seed, args.curve_points)
             print(f"[bench] {mode} {method} ...", file=sys.stderr, flush=True)
             r = train(conf, args, mode, args.work_dir / args.name / f"{mode}_{method}")
             plan = plan_stacking(conf["stacking_method"], conf["stacking_depths"],
@@ -158,11 +213,16 @@ def main():
     out = Path("bench/results") / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1) + "\n")
+    plot(results, out.with_suffix(".png"))
     print(f"{'mode/method':<26}{'train s':>9}{'speed-up':>9}{'ideal':>7}{'of ideal':>9}{'valid loss':>11}")
     for k, v in results["runs"].items():
         print(f"{k:<26}{v['train_seconds']:>9.1f}{v['speedup']:>9.3f}{v['ideal_speedup']:>7.3f}"
               f"{'' if v['share_of_ideal'] is None else v['share_of_ideal']:>9}{v['valid_loss']:>11.4f}")
-    print(f"-> {out}")
+    print(f"\n{'ms per update':<26}{'data':>9}{'forward':>9}{'backward':>9}{'optim':>8}")
+    for k, v in results["runs"].items():
+        p = v["step_profile"]
+        print(f"{k:<26}" + "".join(f"{1000 * p[part]:>{w}.1f}" for part, w in zip(STEP_PARTS, (9, 9, 9, 8))))
+    print(f"-> {out} and {out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":
