@@ -41,6 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
                         help="Override the config's")
     parser.add_argument("--max_kmeans_frames", type=int, default=200000,
                         help="Frames sampled for k-means")
+    parser.add_argument("--num_threads", type=int, default=1,
+                        help="torch threads of the ESPnet training (OMP_NUM_THREADS); more "
+                             "than the free cores slows it down many times")
     return parser
 
 
@@ -53,6 +56,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         num_clusters=args.num_clusters, nj=args.nj, resume=args.resume, seed=args.seed,
         extra_dirs=args.extra_dirs, max_epoch=args.max_epoch,
         num_iters_per_epoch=args.num_iters_per_epoch, max_kmeans_frames=args.max_kmeans_frames,
+        num_threads=args.num_threads,
     )
     print(f"pretrain_teacher: {model}")
 

@@ -94,14 +94,18 @@ class _Timer:
             f.write(f"{self.name}\t{state}\t{secs:.1f}\n")
 
 
-def _ssl_train(args: List[str], log_file: Path) -> None:
-    """Run ``python -m espnet2.bin.ssl_train ARGS`` with its output in ``log_file``."""
+def _ssl_train(args: List[str], log_file: Path, num_threads: int) -> None:
+    """Run ``python -m espnet2.bin.ssl_train ARGS`` with its output in ``log_file`` and
+    ``num_threads`` intra-op threads (ESPnet leaves torch's default: one per core, which on a
+    shared or small machine oversubscribes it: 8x slower steps were seen on 2 busy cores)."""
     cmd = [sys.executable, "-m", "espnet2.bin.ssl_train", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": str(num_threads),
+           "MKL_NUM_THREADS": str(num_threads)}
     logger.info(f"running: {' '.join(cmd)}  (log: {log_file})")
     with log_file.open("a", encoding="utf-8") as log:
         log.write(f"# {' '.join(cmd)}\n")
         log.flush()
-        res = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        res = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if res.returncode != 0:
         tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
         raise PretrainError(
@@ -192,7 +196,7 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
                      num_clusters: Optional[int] = None, nj: int = 1, resume: bool = False,
                      seed: int = 0, extra_dirs: Sequence[Path] = (),
                      max_epoch: Optional[int] = None, num_iters_per_epoch: Optional[int] = None,
-                     max_kmeans_frames: int = 200000) -> Path:
+                     max_kmeans_frames: int = 200000, num_threads: int = 1) -> Path:
     """Run the four sub-steps (module docstring) and return ``<out_dir>/model.pth``.
 
     Args:
@@ -204,6 +208,7 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
         resume: continue a run in ``out_dir`` (without it, a used ``out_dir`` is refused).
         extra_dirs: further sets to label (e.g. data/test, for probing), as labels/<name>/.
         max_epoch, num_iters_per_epoch: override the config's (e.g. for smoke runs).
+        num_threads: torch threads of the ESPnet processes (OMP_NUM_THREADS).
     """
     want = hubert_num_classes(config)
     if num_clusters is not None and num_clusters != want:
@@ -242,7 +247,7 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
             # training set (ESPnet's default) would cost minutes and give nothing used.
             _ssl_train([*common, "--collect_stats", "true", "--output_dir", str(stats),
                         "--model_conf", "extract_feats_in_collect_stats=false",
-                        *_data_args(labels, None), *overrides], stats / "collect_stats.log")
+                        *_data_args(labels, None), *overrides], stats / "collect_stats.log", num_threads)
             for split in ("train", "valid"):
                 for key in ("speech_shape", "text_shape"):
                     if not (stats / split / key).exists():
@@ -256,7 +261,7 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
         else:
             train.mkdir(parents=True, exist_ok=True)
             _ssl_train([*common, "--output_dir", str(train), "--resume", "true",
-                        *_data_args(labels, stats), *overrides], train / "train.log")
+                        *_data_args(labels, stats), *overrides], train / "train.log", num_threads)
 
     with _Timer(out_dir, "export"):
         if not model.exists():
