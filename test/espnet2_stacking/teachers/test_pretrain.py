@@ -67,3 +67,22 @@ def test_labels_are_made_once_and_skipped_after(tmp_path, caplog):
         make_labels(train, dev, labels, 8, extra_dirs=[dev])
     assert "all sets finished" in caplog.text
     assert (labels / "train" / "text").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("config", [SMOKE, DEMO], ids=lambda p: p.name)
+def test_teacher_configs_build_as_teachers(config, tmp_path):
+    from espnet2.tasks.ssl import SSLTask
+
+    from espnet2_stacking.teachers.espnet_ssl_teacher import ESPnetSSLTeacher
+    from espnet2_stacking.teachers.labels import write_token_list
+
+    conf = yaml.safe_load(config.read_text())
+    write_token_list(tmp_path / "tokens.txt", hubert_num_classes(config))
+    args = SSLTask.get_parser().parse_args(
+        ["--config", str(config), "--token_list", str(tmp_path / "tokens.txt"),
+         "--output_dir", str(tmp_path)])
+    teacher = ESPnetSSLTeacher(SSLTask.build_model(args), source=str(config))  # checks 320x
+    assert teacher.num_layers == conf["encoder_conf"]["num_blocks"]
+    assert teacher.hidden_size == conf["encoder_conf"]["output_size"]
+    assert args.normalize is None and args.token_type == "word"
+    assert args.best_model_criterion == [["valid", "loss", "min"]]
