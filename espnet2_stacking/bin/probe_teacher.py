@@ -15,6 +15,8 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
+import torch
+
 from espnet2_stacking.teachers.probe import format_table, probe_teacher
 
 
@@ -33,6 +35,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0,
                         help="Seed of the random init and the utterance split")
     parser.add_argument("--max_utts", type=int, default=None, help="Use only the first N")
+    parser.add_argument("--num_threads", type=int, default=1,
+                        help="torch threads (more than the free cores slows it down many times)")
     return parser
 
 
@@ -40,6 +44,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     args = get_parser().parse_args(cmd)
+    torch.set_num_threads(args.num_threads)
     result = probe_teacher(args.teacher, args.data_dir, args.labels, args.out_dir,
                            seed=args.seed, max_utts=args.max_utts)
     print(format_table(result))
