@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Pretrain a small HuBERT-style teacher with ESPnet's SSL task (recipe stage 0).
+
+Example:
+    python -m espnet2_stacking.bin.pretrain_teacher --data_dir data/train --valid_dir data/dev \
+        --config conf/teacher_hubert_demo.yaml --out_dir exp/teacher --nj 2
+
+MFCC k-means labels, ESPnet collect stats, ESPnet training, then <out_dir>/model.pth with
+config.yaml beside it (a --teacher for every later stage); the path is printed last. --resume
+continues a killed run (finished sub-steps are skipped, training resumes from its checkpoint).
+See espnet2_stacking.teachers.pretrain for the layout of <out_dir>.
+"""
+
+import argparse
+import logging
+from pathlib import Path
+from typing import List, Optional
+
+from espnet2_stacking.teachers.pretrain import pretrain_teacher
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data_dir", type=Path, required=True, help="Training Kaldi-style dir")
+    parser.add_argument("--valid_dir", type=Path, required=True, help="Validation Kaldi-style dir")
+    parser.add_argument("--config", type=Path, required=True, help="espnet2.bin.ssl_train YAML")
+    parser.add_argument("--out_dir", type=Path, required=True)
+    parser.add_argument("--num_clusters", type=int, default=None,
+                        help="k-means clusters (default: the hubert loss's num_classes, which "
+                             "it must equal)")
+    parser.add_argument("--nj", type=int, default=1, help="Processes for the MFCC features")
+    parser.add_argument("--resume", action="store_true",
+                        help="Continue the run in --out_dir instead of refusing a used dir")
+    parser.add_argument("--seed", type=int, default=0, help="k-means and training seed")
+    parser.add_argument("--extra_dirs", type=Path, nargs="*", default=[],
+                        help="More data dirs to label, e.g. data/test (for probe_teacher)")
+    parser.add_argument("--max_epoch", type=int, default=None, help="Override the config's")
+    parser.add_argument("--num_iters_per_epoch", type=int, default=None,
+                        help="Override the config's")
+    parser.add_argument("--max_kmeans_frames", type=int, default=200000,
+                        help="Frames sampled for k-means")
+    parser.add_argument("--num_threads", type=int, default=1,
+                        help="torch threads of the ESPnet training (OMP_NUM_THREADS); more "
+                             "than the free cores slows it down many times")
+    return parser
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
+    args = get_parser().parse_args(cmd)
+    model = pretrain_teacher(
+        args.data_dir, args.valid_dir, args.config, args.out_dir,
+        num_clusters=args.num_clusters, nj=args.nj, resume=args.resume, seed=args.seed,
+        extra_dirs=args.extra_dirs, max_epoch=args.max_epoch,
+        num_iters_per_epoch=args.num_iters_per_epoch, max_kmeans_frames=args.max_kmeans_frames,
+        num_threads=args.num_threads,
+    )
+    print(f"pretrain_teacher: {model}")
+
+
+if __name__ == "__main__":
+    main()
