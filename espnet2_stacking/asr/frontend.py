@@ -51,8 +51,10 @@ class StackingUpstreamFrontend(AbsFrontend):
             are not run.
         upstream_dtype: what the upstream computes in (float32, bfloat16, float16); the
             features are float32 whatever it is.
-        normalize: "none" or "layer_norm" (per frame, no affine) on every state before the
-            sum, e.g. for pre-LN upstreams whose state scale grows with depth.
+        upstream_normalize: "none" or "layer_norm" (per frame, no affine) on every state
+            before the sum, e.g. for pre-LN upstreams whose state scale grows with depth.
+            (Not called ``normalize``: ESPnet's --print_config hides frontend options that
+            share a name with a top-level option.)
 
     Shapes: ``forward(speech (batch, samples), lengths (batch,))`` ->
     ``(feats (batch, frames, hidden_size), feats_lengths (batch,))``, 50 frames/s.
@@ -72,7 +74,7 @@ class StackingUpstreamFrontend(AbsFrontend):
         layer: Optional[int] = None,
         num_layers: Optional[int] = None,
         upstream_dtype: str = "float32",
-        normalize: str = "none",
+        upstream_normalize: str = "none",
     ):
         super().__init__()
         if isinstance(fs, str):
@@ -84,7 +86,7 @@ class StackingUpstreamFrontend(AbsFrontend):
             )
         self.upstream_spec = upstream
         self.upstream_dtype = upstream_dtype
-        self.upstream_normalize = normalize
+        self.upstream_normalize = upstream_normalize
         self.upstream = self._load_upstream()
         total = self.upstream.num_layers
         if num_layers is not None and not 0 <= num_layers <= total:
