@@ -5,6 +5,10 @@ the module defining the task class; with ``ASRTask`` itself that is espnet2.task
 ``stacking_upstream`` is unknown. This subclass lives in the plugin and calls
 :func:`~espnet2_stacking.register.register` wherever a parser or a model is built, so every
 worker (and ``build_model_from_file``) knows the frontend.
+
+With ``frontend: stacking_upstream`` and ``preencoder: linear``, a preencoder_conf without
+``input_size`` gets the upstream's width (ESPnet's linear preencoder cannot know it), so one
+ASR config serves upstreams of any width; config.yaml records the value used.
 """
 
 import argparse
@@ -28,4 +32,12 @@ class StackingASRTask(ASRTask):
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> ESPnetASRModel:
         register()  # a spawned worker gets here without any entry point having run
+        if (args.input_size is None and args.frontend == "stacking_upstream"
+                and getattr(args, "preencoder", None) == "linear"
+                and "input_size" not in args.preencoder_conf and "upstream" in args.frontend_conf):
+            from espnet2_stacking.teachers.load import load_teacher
+
+            # ESPnet saves args after build_model, so config.yaml keeps this value
+            width = load_teacher(args.frontend_conf["upstream"]).hidden_size
+            args.preencoder_conf = {**args.preencoder_conf, "input_size": width}
         return super().build_model(args)

@@ -165,9 +165,6 @@ asr_config_get() {  # asr_config_get KEY DEFAULT: a top-level value of the ASR c
     ${python} -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1])).get(sys.argv[2], sys.argv[3]); print("none" if v is None else v)' \
         "${asr_config}" "$1" "$2"
 }
-upstream_hidden_size() {
-    ${python} -c 'import sys; from espnet2_stacking.teachers import load_teacher; print(load_teacher(sys.argv[1]).hidden_size)' "$1"
-}
 
 make_token_list() {
     local dir text="${datadir}/${train_set}/text" opts=()
@@ -195,7 +192,7 @@ make_token_list() {
 stage_asr_train() {
     require_asr_config
     make_token_list
-    local name spec asr_dir data hidden opts=() dist_opts=()
+    local name spec asr_dir data opts=() dist_opts=()
     [ "${ngpu}" -gt 1 ] && dist_opts+=(--multiprocessing_distributed true)
     for name in ${asr_upstreams}; do
         spec=$(asr_upstream_spec "${name}")
@@ -222,11 +219,6 @@ stage_asr_train() {
             rm -rf "${asr_dir}/stats"; mv "${asr_dir}/stats.tmp" "${asr_dir}/stats"
         fi
         [ "$(asr_config_get normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${asr_dir}/stats/train/feats_stats.npz")
-        # ESPnet's linear preencoder must be told its input width: the upstream's.
-        if [ "$(asr_config_get preencoder none)" = linear ]; then
-            hidden=$(upstream_hidden_size "${spec}")
-            opts+=(--preencoder_conf "input_size=${hidden}")
-        fi
         # shellcheck disable=SC2086
         ${python} -m espnet2_stacking.bin.asr_train "${opts[@]}" --ngpu "${ngpu}" "${dist_opts[@]}" \
             --resume true --output_dir "${asr_dir}" \

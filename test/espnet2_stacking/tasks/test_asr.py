@@ -15,7 +15,8 @@ def model_args(tmp_path):
     return StackingASRTask.get_parser().parse_args([
         "--output_dir", str(tmp_path / "exp"), "--token_list", str(tmp_path / "tokens.txt"),
         "--frontend", "stacking_upstream", "--frontend_conf", f"upstream={UPSTREAM}",
-        "--normalize", "none", "--encoder", "rnn", "--encoder_conf", "num_layers=1",
+        "--normalize", "none", "--preencoder", "linear", "--preencoder_conf", "output_size=8",
+        "--encoder", "rnn", "--encoder_conf", "num_layers=1",
         "--encoder_conf", "hidden_size=8", "--encoder_conf", "output_size=8",
         "--decoder", "none", "--model_conf", "ctc_weight=1.0",
     ])
@@ -26,6 +27,9 @@ def test_the_parser_accepts_and_lists_the_frontend(tmp_path, capsys):
     assert args.frontend == "stacking_upstream" and args.frontend_conf == {"upstream": UPSTREAM}
     model = StackingASRTask.build_model(args)
     assert type(model.frontend).__name__ == "StackingUpstreamFrontend"
+    # the linear preencoder was given the upstream's width, and args (-> config.yaml) say so
+    assert args.preencoder_conf == {"output_size": 8, "input_size": 16}
+    assert model.preencoder.linear_out.in_features == 16
     with pytest.raises(SystemExit):
         StackingASRTask.get_parser().parse_args(["--help"])
     assert "stacking_upstream" in capsys.readouterr().out
