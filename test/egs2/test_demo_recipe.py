@@ -22,7 +22,7 @@ def run(workdir, *args):
                           cwd=RECIPE, capture_output=True, text=True, env={**os.environ})
 
 
-def test_stages_1_to_4_at_smoke_size_then_stage_5_refuses(tmp_path):
+def test_stages_1_to_7_at_smoke_size(tmp_path):
     res = run(tmp_path, "--stop_stage", "4",
               "--local_data_opts", f"--num_utts 12 --audio_dir {tmp_path}/wavs",
               "--distill_args", "--max_epoch 2 --num_iters_per_epoch 3 --batch_size 4")
@@ -34,9 +34,13 @@ def test_stages_1_to_4_at_smoke_size_then_stage_5_refuses(tmp_path):
     times = (tmp_path / "exp/stage_times.tsv").read_text().splitlines()
     assert [t.split("\t")[0] for t in times] == ["1", "2", "3", "4"]
 
-    later = run(tmp_path, "--stage", "5")
-    assert later.returncode != 0
-    assert "not implemented yet" in later.stderr
+    # downstream ASR on the student only (the teacher's run is the same path), a few updates
+    later = run(tmp_path, "--stage", "5", "--asr_upstreams", "student", "--results", f"{tmp_path}/RESULTS.md",
+                "--asr_args", "--max_epoch 1 --num_iters_per_epoch 2 --batch_size 4")
+    assert later.returncode == 0, later.stderr[-4000:]
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "|student|student|" in results and "|interleaved|eql|" in results
+    assert (tmp_path / "exp/asr_student/decode_test/1best_recog/text").exists()
 
 
 def test_unknown_option_is_refused():

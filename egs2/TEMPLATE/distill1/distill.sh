@@ -39,7 +39,15 @@ distill_config=""       # YAML for stage 3
 distill_args=""         # extra options for distill_train
 asr_config=""           # YAML for stage 5
 asr_args=""             # extra options for asr_train
+asr_upstreams="student teacher student_random"  # upstreams of stages 5-7, each -> ${expdir}/asr_<name>:
+                        #   student: stage 4's export; teacher: ${teacher}; student_random: its
+                        #   random-init export (skipped with a warning when stage 4 wrote none)
+token_type=char         # ASR output units: char or bpe
+nbpe=300                # SentencePiece vocabulary size (token_type=bpe)
+asr_decode_model=valid.loss.ave.pth  # checkpoint of each ASR run that stage 6 decodes with
+decode_beam_size=1      # CTC prefix beam search width (1: greedy, as SUPERB)
 inference_args=""       # extra options for asr_inference
+results=RESULTS.md      # stage 7 writes the WER/CER tables here
 
 # ---- end options
 # shellcheck source=scripts/parse_options.sh
@@ -68,11 +76,6 @@ run_stage() {  # run_stage N function: runs it when N is within [stage, stop_sta
         printf '%s\t%s\t%s\n' "${n}" "${stage_names[$n]}" "${secs}" >> "${timing_log}"
         log "Stage ${n} (${stage_names[$n]}) took ${secs} s"
     fi
-}
-
-not_implemented() {
-    log "Stage $1 (${stage_names[$1]}): not implemented yet in espnet2_stacking. Nothing was run."
-    exit 3
 }
 
 data_prepared=false
@@ -166,9 +169,171 @@ stage_export() {
     ${python} -m espnet2_stacking.bin.export_student --distill_dir "${expdir}/distill_${tag}" \
         --out_dir "${expdir}/student_${tag}_random" --random_init
 }
-stage_asr_train() { not_implemented 5; }
-stage_decode() { not_implemented 6; }
-stage_score() { not_implemented 7; }
+
+# ---- stages 5-7: SUPERB-style ASR on each upstream ------------------------------------
+require_asr_config() {
+    [ -f "${asr_config}" ] || { log "--asr_config '${asr_config}' not found"; exit 2; }
+}
+token_dir() {
+    case "${token_type}" in
+        char) echo "${datadir}/token_list/char" ;;
+        bpe) echo "${datadir}/token_list/bpe_unigram${nbpe}" ;;
+        *) log "--token_type must be char or bpe, got '${token_type}'"; exit 2 ;;
+    esac
+}
+token_opts() {  # the token options every asr_train call gets
+    local dir; dir=$(token_dir)
+    echo "--token_type ${token_type} --token_list ${dir}/tokens.txt"
+    [ "${token_type}" = bpe ] && echo "--bpemodel ${dir}/bpe.model"
+    return 0
+}
+asr_upstream_spec() {  # name -> upstream spec on stdout; nothing: skip this upstream (warned)
+    local name=$1 student_dir
+    student_dir="${expdir}/student_$(distill_tag)"
+    case "${name}" in
+        student)
+            [ -f "${student_dir}/model.pth" ] || { log "${student_dir}/model.pth missing: run stage 4"; exit 1; }
+            echo "${student_dir}/model.pth" ;;
+        student_random)
+            if [ -f "${student_dir}_random/model.pth" ]; then
+                echo "${student_dir}_random/model.pth"
+            else
+                log "WARNING: ${student_dir}_random/model.pth missing (stage 4 wrote no random-init student): skipping upstream student_random"
+            fi ;;
+        teacher) require_teacher; echo "${teacher}" ;;
+        *) log "unknown upstream '${name}' in --asr_upstreams (known: student teacher student_random)"; exit 2 ;;
+    esac
+}
+asr_config_get() {  # asr_config_get KEY DEFAULT: a top-level value of the ASR config
+    ${python} -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1])).get(sys.argv[2], sys.argv[3]); print("none" if v is None else v)' \
+        "${asr_config}" "$1" "$2"
+}
+
+make_token_list() {
+    local dir text="${datadir}/${train_set}/text" opts=()
+    dir=$(token_dir)
+    [ -f "${text}" ] || { log "${text} missing: run stage 1"; exit 1; }
+    if [ -s "${dir}/tokens.txt" ]; then
+        log "token list ${dir}/tokens.txt exists: kept"
+        return
+    fi
+    mkdir -p "${dir}"
+    if [ "${token_type}" = bpe ]; then
+        ${python} -m espnet2_stacking.bin.spm_train --text "${text}" --vocab_size "${nbpe}" \
+            --model_prefix "${dir}/bpe"
+        opts+=(--bpemodel "${dir}/bpe.model")
+    fi
+    # ESPnet's layout: <blank> first, <unk> second, units by frequency, <sos/eos> last
+    # (the char tokenizer writes spaces as <space>).
+    ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" "${opts[@]}" \
+        --input "${text}" --output "${dir}/tokens.txt.tmp" --field 2- --cleaner none \
+        --write_vocabulary true --add_symbol '<blank>:0' --add_symbol '<unk>:1' --add_symbol '<sos/eos>:-1'
+    mv "${dir}/tokens.txt.tmp" "${dir}/tokens.txt"
+    log "token list: ${dir}/tokens.txt ($(wc -l < "${dir}/tokens.txt") units)"
+}
+
+stage_asr_train() {
+    require_asr_config
+    make_token_list
+    local name spec asr_dir data opts=() dist_opts=()
+    [ "${ngpu}" -gt 1 ] && dist_opts+=(--multiprocessing_distributed true)
+    for name in ${asr_upstreams}; do
+        spec=$(asr_upstream_spec "${name}")
+        [ -n "${spec}" ] || continue
+        asr_dir="${expdir}/asr_${name}"
+        log "ASR on upstream '${name}' (${spec}) -> ${asr_dir}"
+        data=()
+        local tag d
+        for tag in train valid; do
+            d=${train_set}; [ "${tag}" = valid ] && d=${valid_set}
+            data+=(--${tag}_data_path_and_name_and_type "${datadir}/${d}/wav.scp,speech,sound"
+                   --${tag}_data_path_and_name_and_type "${datadir}/${d}/text,text,text")
+        done
+        # shellcheck disable=SC2046
+        opts=(--config "${asr_config}" --frontend_conf "upstream=${spec}" $(token_opts) "${data[@]}")
+        # Shapes (and feature statistics for global_mvn) come from ESPnet's collect-stats pass.
+        if [ -s "${asr_dir}/stats/valid/speech_shape" ]; then
+            log "${asr_dir}/stats exists: collect-stats skipped"
+        else
+            ${python} -m espnet2_stacking.bin.asr_train "${opts[@]}" --collect_stats true --ngpu "${ngpu}" \
+                --train_shape_file "${datadir}/${train_set}/utt2num_samples" \
+                --valid_shape_file "${datadir}/${valid_set}/utt2num_samples" \
+                --output_dir "${asr_dir}/stats.tmp"
+            rm -rf "${asr_dir}/stats"; mv "${asr_dir}/stats.tmp" "${asr_dir}/stats"
+        fi
+        [ "$(asr_config_get normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${asr_dir}/stats/train/feats_stats.npz")
+        # shellcheck disable=SC2086
+        ${python} -m espnet2_stacking.bin.asr_train "${opts[@]}" --ngpu "${ngpu}" "${dist_opts[@]}" \
+            --resume true --output_dir "${asr_dir}" \
+            --train_shape_file "${asr_dir}/stats/train/speech_shape" \
+            --train_shape_file "${asr_dir}/stats/train/text_shape" \
+            --valid_shape_file "${asr_dir}/stats/valid/speech_shape" \
+            --valid_shape_file "${asr_dir}/stats/valid/text_shape" \
+            ${asr_args}
+    done
+}
+
+decode_set() {  # decode_set ASR_DIR SET: ${nj} parallel CTC decoding jobs, merged
+    local asr_dir=$1 dset=$2 decode_dir logdir model num _nj j threads pids=() failed=0 f
+    decode_dir="${asr_dir}/decode_${dset}"; logdir="${decode_dir}/logdir"
+    model="${asr_dir}/${asr_decode_model}"
+    [ -e "${model}" ] || { log "${model} missing: did stage 5 finish? (--asr_decode_model picks another)"; exit 1; }
+    [ -f "${datadir}/${dset}/wav.scp" ] || { log "${datadir}/${dset}/wav.scp missing: run stage 1"; exit 1; }
+    rm -rf "${decode_dir}"; mkdir -p "${logdir}"
+    num=$(wc -l < "${datadir}/${dset}/wav.scp")
+    _nj=$(( nj < num ? nj : num ))
+    # round robin, so every job gets long and short utterances alike
+    awk -v nj="${_nj}" -v dir="${logdir}" '{ print $1 > (dir "/keys." ((NR - 1) % nj + 1) ".scp") }' \
+        "${datadir}/${dset}/wav.scp"
+    threads=$(( $(nproc) / _nj )); [ "${threads}" -ge 1 ] || threads=1
+    log "decoding ${dset} with ${model}: ${_nj} jobs, logs in ${logdir}/decode.*.log"
+    for j in $(seq "${_nj}"); do
+        # shellcheck disable=SC2086
+        OMP_NUM_THREADS=${OMP_NUM_THREADS:-${threads}} ${python} -m espnet2_stacking.bin.asr_inference \
+            --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --batch_size 1 --ctc_weight 1.0 --lm_weight 0.0 \
+            --beam_size "${decode_beam_size}" \
+            --asr_train_config "${asr_dir}/config.yaml" --asr_model_file "${model}" \
+            --data_path_and_name_and_type "${datadir}/${dset}/wav.scp,speech,sound" \
+            --key_file "${logdir}/keys.${j}.scp" --output_dir "${logdir}/output.${j}" \
+            ${inference_args} > "${logdir}/decode.${j}.log" 2>&1 &
+        pids+=($!)
+    done
+    for j in $(seq "${_nj}"); do
+        if ! wait "${pids[$((j - 1))]}"; then
+            log "decoding job ${j}/${_nj} of ${decode_dir} failed; the end of ${logdir}/decode.${j}.log:"
+            tail -n 20 "${logdir}/decode.${j}.log" >&2
+            failed=1
+        fi
+    done
+    [ "${failed}" -eq 0 ] || exit 1
+    mkdir -p "${decode_dir}/1best_recog"
+    for f in text token score; do
+        cat "${logdir}"/output.*/1best_recog/"${f}" | LC_ALL=C sort > "${decode_dir}/1best_recog/${f}"
+    done
+    log "${decode_dir}/1best_recog/text: $(wc -l < "${decode_dir}/1best_recog/text") of ${num} utterances"
+}
+
+stage_decode() {
+    local name spec dset
+    for name in ${asr_upstreams}; do
+        spec=$(asr_upstream_spec "${name}")
+        [ -n "${spec}" ] || continue
+        for dset in ${test_sets}; do
+            decode_set "${expdir}/asr_${name}" "${dset}"
+        done
+    done
+}
+
+stage_score() {
+    local name spec dirs=()
+    for name in ${asr_upstreams}; do
+        spec=$(asr_upstream_spec "${name}")
+        [ -n "${spec}" ] && dirs+=("${expdir}/asr_${name}")
+    done
+    [ ${#dirs[@]} -gt 0 ] || { log "no ASR run to score (--asr_upstreams '${asr_upstreams}')"; exit 1; }
+    ${python} -m espnet2_stacking.bin.score_asr --datadir "${datadir}" --test_sets "${test_sets}" \
+        --asr_dirs "${dirs[@]}" --results "${results}"
+}
 
 run_stage 0 stage_teacher
 run_stage 1 stage_data_prep

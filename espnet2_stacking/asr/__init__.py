@@ -1,0 +1,1 @@
+"""Downstream ASR on a frozen upstream: the ``stacking_upstream`` frontend and WER/CER scoring."""

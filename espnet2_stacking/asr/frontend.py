@@ -1,0 +1,148 @@
+"""A frozen speech SSL upstream as a frontend of ESPnet's ASR task (SUPERB style).
+
+Registered as ``stacking_upstream`` (see :mod:`espnet2_stacking.register`). The upstream is
+anything :func:`espnet2_stacking.teachers.load_teacher` reads: an exported student
+(``exp/student_<tag>/model.pth``, an ESPnet SSL-task model), the teacher itself (a fairseq
+``.pt``, a Hugging Face dir, ``random:hubert?...``) or a random-init student export. The
+frontend returns either a learnable softmax-weighted sum of h_0..h_N (weights zero-initialised,
+i.e. the plain mean at the start, as SUPERB's featurizer) or one chosen state h_k.
+
+The upstream is an :class:`~espnet2_stacking.teachers.AbsTeacher`, deliberately not an
+``nn.Module``: it is frozen (never in ``parameters()``, so no optimizer sees it and ESPnet's
+``freeze_param`` is not needed), in eval mode whatever ``.train()`` says, not in
+``state_dict()`` (ASR checkpoints hold only the weighted-sum weights; the upstream is re-read
+from ``upstream`` when a checkpoint is loaded), and not moved by ``.to()``: ``forward`` moves
+it to the input's device itself.
+
+Example (YAML of an ASR config)::
+
+    frontend: stacking_upstream
+    frontend_conf:
+        upstream: exp/student_interleaved_eql/model.pth
+        fs: 16k
+        layer: null          # null: weighted sum over h_0..h_N; k: h_k alone
+
+or on the command line ``--frontend_conf upstream=random:hubert?layers=4&dim=32``.
+"""
+
+import logging
+from typing import Optional, Tuple, Union
+
+import humanfriendly
+import torch
+from typeguard import typechecked
+
+from espnet2.asr.frontend.abs_frontend import AbsFrontend
+from espnet2.asr.frontend.espnet_ssl import Featureizer
+from espnet2_stacking.teachers.abs_teacher import SAMPLE_RATE
+from espnet2_stacking.teachers.load import load_teacher
+
+logger = logging.getLogger(__name__)
+
+
+class StackingUpstreamFrontend(AbsFrontend):
+    """Hidden states of a frozen upstream as ASR features.
+
+    Args:
+        upstream: a teacher spec for ``load_teacher`` (a path or ``random:...``).
+        fs: the sampling rate of the input (int or e.g. "16k"); must be 16 kHz.
+        layer: None for the weighted sum over h_0..h_num_layers, or k to return h_k only.
+        num_layers: the deepest state used (default: all the upstream has); deeper layers
+            are not run.
+        upstream_dtype: what the upstream computes in (float32, bfloat16, float16); the
+            features are float32 whatever it is.
+        upstream_normalize: "none" or "layer_norm" (per frame, no affine) on every state
+            before the sum, e.g. for pre-LN upstreams whose state scale grows with depth.
+            (Not called ``normalize``: ESPnet's --print_config hides frontend options that
+            share a name with a top-level option.)
+
+    Shapes: ``forward(speech (batch, samples), lengths (batch,))`` ->
+    ``(feats (batch, frames, hidden_size), feats_lengths (batch,))``, 50 frames/s.
+
+    Example::
+
+        frontend = StackingUpstreamFrontend(upstream="random:hubert?layers=2&dim=32")
+        feats, feats_lengths = frontend(torch.randn(2, 16000), torch.tensor([16000, 8000]))
+        # feats: (2, 49, 32), feats_lengths: tensor([49, 24])
+    """
+
+    @typechecked
+    def __init__(
+        self,
+        upstream: str,
+        fs: Union[int, str] = 16000,
+        layer: Optional[int] = None,
+        num_layers: Optional[int] = None,
+        upstream_dtype: str = "float32",
+        upstream_normalize: str = "none",
+    ):
+        super().__init__()
+        if isinstance(fs, str):
+            fs = humanfriendly.parse_size(fs)
+        if fs != SAMPLE_RATE:
+            raise ValueError(
+                f"stacking_upstream frontend: fs={fs} but the upstream '{upstream}' takes "
+                f"{SAMPLE_RATE} Hz audio; resample the data to 16 kHz"
+            )
+        self.upstream_spec = upstream
+        self.upstream_dtype = upstream_dtype
+        self.upstream_normalize = upstream_normalize
+        self.upstream = self._load_upstream()
+        total = self.upstream.num_layers
+        if num_layers is not None and not 0 <= num_layers <= total:
+            raise ValueError(
+                f"stacking_upstream frontend: num_layers={num_layers} is not in 0..{total} "
+                f"(the upstream '{upstream}' has {total} layers)"
+            )
+        depth = total if num_layers is None else num_layers
+        if layer is not None:
+            if not 0 <= layer <= depth:
+                raise ValueError(
+                    f"stacking_upstream frontend: layer={layer} is not in 0..{depth} "
+                    f"(the states h_0..h_{depth} of '{upstream}')"
+                )
+            depth = layer  # layers above the chosen one are not needed
+        self.layer = layer
+        self.num_layers = depth
+        # ESPnet's own SUPERB-style featurizer (zero-initialised weights, softmax): one copy
+        # of that code in the toolkit is enough.
+        self.featurizer = Featureizer(depth + 1) if layer is None else None
+
+    def _load_upstream(self):
+        return load_teacher(self.upstream_spec, dtype=self.upstream_dtype,
+                            normalize=self.upstream_normalize)
+
+    def output_size(self) -> int:
+        return self.upstream.hidden_size
+
+    def forward(
+        self, input: torch.Tensor, input_lengths: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(batch, samples) waveforms -> (batch, frames, hidden_size) float32 features."""
+        self.upstream.to(input.device)  # not a submodule: .to() on the model misses it
+        states, feats_lengths = self.upstream.extract_features(
+            input.float(), input_lengths, num_layers=self.num_layers
+        )
+        if self.featurizer is None:
+            feats = states[self.layer]
+        else:
+            feats = self.featurizer(states)
+        return feats, feats_lengths
+
+    def reload_pretrained_parameters(self) -> None:
+        """Re-read the upstream and zero the layer weights (called after ESPnet's ``init``).
+
+        ``init`` never reaches the upstream (not a submodule) and leaves 1-D weights alone,
+        but a caller may have touched either: both go back to their pretrained / initial
+        state, so the sum starts as the plain mean again.
+        """
+        device = self.upstream.device
+        self.upstream = self._load_upstream().to(device)
+        if self.featurizer is not None:
+            with torch.no_grad():
+                self.featurizer.weights.zero_()
+        logger.info(f"stacking_upstream: reloaded the upstream {self.upstream_spec}")
+
+    def extra_repr(self) -> str:
+        return (f"upstream={self.upstream!r}, layer={self.layer}, "
+                f"num_layers={self.num_layers}")

@@ -1,0 +1,63 @@
+"""Stages 5-7 of the stage driver (token list, collect stats, ASR training, parallel CTC
+decoding, scoring) on a tiny synthetic corpus with a tiny random upstream."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import write_data_dir
+
+DISTILL_SH = Path(__file__).parents[2] / "egs2" / "TEMPLATE" / "distill1" / "distill.sh"
+UPSTREAM = "random:hubert?layers=2&dim=16&heads=2&ffn=32&conv=16&pos_kernel=8&pos_groups=2"
+
+
+def asr_config(path: Path) -> Path:
+    demo = yaml.safe_load((DISTILL_SH.parents[2] / "demo/distill1/conf/asr_demo.yaml").read_text())
+    demo.update(preencoder_conf={"output_size": 8}, max_epoch=2, batch_size=4,
+                encoder_conf={**demo["encoder_conf"], "num_layers": 1, "hidden_size": 8,
+                              "output_size": 8})
+    path.write_text(yaml.safe_dump(demo))
+    return path
+
+
+@pytest.mark.slow
+def test_train_decode_score_round_trip(tmp_path):
+    write_data_dir(tmp_path / "data", "train", 8)
+    write_data_dir(tmp_path / "data", "dev", 3, seed=1)
+    cmd = [str(DISTILL_SH), "--stage", "5", "--python", sys.executable, "--nj", "2",
+           "--datadir", "data", "--expdir", "exp", "--train_set", "train", "--valid_set", "dev",
+           "--test_sets", "dev", "--teacher", UPSTREAM, "--asr_upstreams", "teacher student_random",
+           "--distill_config", "conf/distill_x.yaml", "--asr_config", str(asr_config(tmp_path / "asr.yaml")),
+           "--asr_args", "--num_iters_per_epoch 2", "--results", "RESULTS.md"]
+    res = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env={**os.environ})
+    assert res.returncode == 0, res.stderr[-4000:]
+    assert "WARNING: exp/student_x_random/model.pth missing" in res.stderr
+
+    tokens = (tmp_path / "data/token_list/char/tokens.txt").read_text().split()
+    assert tokens[:2] == ["<blank>", "<unk>"] and tokens[-1] == "<sos/eos>" and "<space>" in tokens
+    asr = tmp_path / "exp/asr_teacher"
+    config = yaml.safe_load((asr / "config.yaml").read_text())
+    assert config["frontend_conf"]["upstream"] == UPSTREAM
+    assert config["preencoder_conf"]["input_size"] == 16  # the upstream's width
+    assert (asr / "2epoch.pth").exists()
+    # two decoding jobs, merged into one sorted hypothesis file of every utterance
+    assert len(list((asr / "decode_dev/logdir").glob("output.*"))) == 2
+    hyp_ids = [x.split()[0] for x in (asr / "decode_dev/1best_recog/text").read_text().splitlines()]
+    ref_ids = [x.split()[0] for x in (tmp_path / "data/dev/text").read_text().splitlines()]
+    assert hyp_ids == sorted(ref_ids)
+    scores = json.loads((asr / "decode_dev/scores.json").read_text())
+    assert scores["wer"]["snt"] == 3 and scores["wer"]["wrd"] == 6  # "A TONE" x 3
+
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in results
+    row = re.search(r"^\|teacher\|teacher\|([\d,]+)\|-\|-\|-\|([\d.]+)\|([\d.]+)\|$", results, re.M)
+    assert row, results
+    assert float(row.group(2)) == pytest.approx(100 * scores["wer"]["error_rate"], abs=0.06)
+    times = [t.split("\t")[0] for t in (tmp_path / "exp/stage_times.tsv").read_text().splitlines()]
+    assert times == ["5", "6", "7"]
