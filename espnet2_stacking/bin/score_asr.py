@@ -38,6 +38,8 @@ def get_parser() -> argparse.ArgumentParser:
                       help="Holds <test set>/text")
     runs.add_argument("--test_sets", type=str, default=None, help="Space separated")
     runs.add_argument("--results", type=Path, default=Path("RESULTS.md"))
+    runs.add_argument("--stage_times", type=Path, default=None,
+                      help="The recipe's exp/stage_times.tsv, tabled in RESULTS.md")
     parser.add_argument("--missing", choices=MISSING_POLICIES, default="error",
                         help="A reference utterance without a hypothesis: error, or score it "
                              "as all deletions (logged and counted in RESULTS.md)")
@@ -80,7 +82,11 @@ def main(cmd: Optional[List[str]] = None) -> None:
             s: score_one(args.datadir / s / "text", asr_dir / f"decode_{s}", args.missing)
             for s in args.test_sets.split()
         }
-    write_results(args.results, runs, scores)
+    stage_times = None
+    if args.stage_times is not None and args.stage_times.exists():
+        stage_times = [line.split("\t") for line in args.stage_times.read_text().splitlines()
+                       if line.count("\t") == 2]
+    write_results(args.results, runs, scores, stage_times)
     print(f"score_asr: wrote {args.results}")
 
 

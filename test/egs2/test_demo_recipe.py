@@ -22,25 +22,32 @@ def run(workdir, *args):
                           cwd=RECIPE, capture_output=True, text=True, env={**os.environ})
 
 
-def test_stages_1_to_7_at_smoke_size(tmp_path):
-    res = run(tmp_path, "--stop_stage", "4",
-              "--local_data_opts", f"--num_utts 12 --audio_dir {tmp_path}/wavs",
-              "--distill_args", "--max_epoch 2 --num_iters_per_epoch 3 --batch_size 4")
+def test_the_whole_demo_at_smoke_size(tmp_path):
+    """README's demo command with --smoke true: every stage 0-7, from nothing to RESULTS.md."""
+    res = run(tmp_path, "--smoke", "true", "--local_data_opts", f"--num_utts 16 --audio_dir {tmp_path}/wavs",
+              "--results", f"{tmp_path}/RESULTS.md")
     assert res.returncode == 0, res.stderr[-4000:]
-    assert "data/train" in res.stdout + res.stderr  # the corpus summary table
-    log = [json.loads(x) for x in (tmp_path / "exp/distill_interleaved_eql/stacking.jsonl").read_text().splitlines()]
+    exp = tmp_path / "exp"
+    times = (exp / "stage_times.tsv").read_text().splitlines()
+    assert [t.split("\t")[0] for t in times] == [str(n) for n in range(8)]
+    # stage 0: an ESPnet SSL teacher, probed against a random init
+    assert (exp / "teacher/model.pth").exists() and (exp / "teacher/config.yaml").exists()
+    probe = json.loads((exp / "teacher/probe/probe.json").read_text())
+    assert "trained_beats_random" in probe and (exp / "teacher/probe/probe.png").exists()
+    # stages 2-4: distilled from that teacher, 2 -> 4 -> 6
+    log = [json.loads(x) for x in (exp / "distill_interleaved_eql/stacking.jsonl").read_text().splitlines()]
     assert [r["to"] for r in log[:-1]] == [4, 6] and log[-1]["summary"]["final_depth"] == 6
-    assert (tmp_path / "exp/student_interleaved_eql/model.pth").exists()
-    times = (tmp_path / "exp/stage_times.tsv").read_text().splitlines()
-    assert [t.split("\t")[0] for t in times] == ["1", "2", "3", "4"]
-
-    # downstream ASR on the student only (the teacher's run is the same path), a few updates
-    later = run(tmp_path, "--stage", "5", "--asr_upstreams", "student", "--results", f"{tmp_path}/RESULTS.md",
-                "--asr_args", "--max_epoch 1 --num_iters_per_epoch 2 --batch_size 4")
-    assert later.returncode == 0, later.stderr[-4000:]
+    assert json.loads((tmp_path / "dump/train/meta.json").read_text())["teacher"] == str(exp / "teacher/model.pth")
+    assert json.loads((exp / "student_interleaved_eql_random/stacking.json").read_text())["init"] == "random"
+    # stages 5-7: one row per upstream
     results = (tmp_path / "RESULTS.md").read_text()
-    assert "|student|student|" in results and "|interleaved|eql|" in results
-    assert (tmp_path / "exp/asr_student/decode_test/1best_recog/text").exists()
+    for row in ("|student|student|", "|teacher|teacher|", "|student_random|"):
+        assert row in results, results[:2000]
+    for name in ("student", "teacher", "student_random"):
+        assert (exp / f"asr_{name}/decode_test/1best_recog/text").exists()
+    # a rerun from stage 3 reuses the teacher, the data and the dump
+    again = run(tmp_path, "--smoke", "true", "--stage", "3", "--stop_stage", "3")
+    assert again.returncode == 0, again.stderr[-3000:]
 
 
 def test_unknown_option_is_refused():

@@ -332,7 +332,7 @@ stage_score() {
     done
     [ ${#dirs[@]} -gt 0 ] || { log "no ASR run to score (--asr_upstreams '${asr_upstreams}')"; exit 1; }
     ${python} -m espnet2_stacking.bin.score_asr --datadir "${datadir}" --test_sets "${test_sets}" \
-        --asr_dirs "${dirs[@]}" --results "${results}"
+        --asr_dirs "${dirs[@]}" --results "${results}" --stage_times "${timing_log}"
 }
 
 run_stage 0 stage_teacher

@@ -65,3 +65,12 @@ def test_results_md_in_espnet_shape(tmp_path):
     assert len(re.findall(r"^### (WER|CER)$", text, re.M)) == 4
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file
     assert render_results(runs, scores).splitlines()[-1] == text.splitlines()[-1]
+
+
+def test_stage_times_are_tabled_when_given():
+    runs = [UpstreamInfo("teacher", "teacher", "random:hubert", 99)]
+    cer = ErrorCounts(snt=1, wrd=4, corr=4)
+    text = render_results(runs, {"teacher": {"test": {"wer": cer, "cer": cer}}},
+                          [["0", "teacher pretraining", "305"], ["3", "staged distillation", "112"]])
+    assert "|0|teacher pretraining|305|\n|3|staged distillation|112|" in text
+    assert "stage times" not in render_results(runs, {"teacher": {"test": {"wer": cer, "cer": cer}}})
