@@ -80,9 +80,11 @@ def upstream_info(asr_dir: Path) -> UpstreamInfo:
     if stacking_file is None or not stacking_file.is_file():
         return UpstreamInfo(name=name, kind="teacher", spec=spec, parameters=parameters)
     stacking = json.loads(stacking_file.read_text())
-    kind = "random student" if stacking.get("init") == "random" else "student"
+    if stacking.get("init") == "random":
+        # the shape of the distilled student, none of its training
+        return UpstreamInfo(name=name, kind="random student", spec=spec, parameters=parameters)
     return UpstreamInfo(
-        name=name, kind=kind, spec=spec, parameters=parameters,
+        name=name, kind="student", spec=spec, parameters=parameters,
         stacking_method=stacking["stacking_method"],
         stacking_schedule=stacking["stacking_schedule"],
         distill_seconds=distill_seconds(stacking, stacking_file),

@@ -1,6 +1,7 @@
 """The recipe path itself (run.sh -> distill.sh -> Python stages) at smoke size."""
 
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -41,8 +42,10 @@ def test_the_whole_demo_at_smoke_size(tmp_path):
     assert json.loads((exp / "student_interleaved_eql_random/stacking.json").read_text())["init"] == "random"
     # stages 5-7: one row per upstream
     results = (tmp_path / "RESULTS.md").read_text()
-    for row in ("|student|student|", "|teacher|teacher|", "|student_random|"):
+    for row in ("|student|student|", "|teacher|teacher|"):
         assert row in results, results[:2000]
+    # the random student has the shape but no stacking history
+    assert re.search(r"\|student_random\|random student\|[\d,]+\|-\|-\|-\|", results), results[:2000]
     for name in ("student", "teacher", "student_random"):
         assert (exp / f"asr_{name}/decode_test/1best_recog/text").exists()
     # a rerun from stage 3 reuses the teacher, the data and the dump
