@@ -16,6 +16,10 @@ import numpy as np
 
 from espnet2_stacking.teachers.abs_teacher import num_frames
 
+# A named logger: a root-level logging.info() before ESPnet's basicConfig would configure the
+# root at WARNING and silence every later INFO line of the run.
+logger = logging.getLogger(__name__)
+
 
 def read_scp(path: Path) -> Dict[str, str]:
     """``utt value`` lines as a dict; a malformed or repeated line is an error naming it."""
@@ -112,7 +116,7 @@ def check_training_inputs(entries: Sequence[Tuple[str, str, str]], shape_file: O
             for uttid, value in table.items():
                 check_npy(Path(value), uttid, hidden_size,
                           None if samples is None else samples[uttid])
-    logging.info(f"checked {len(tables)} lists of {len(ref)} utterances "
+    logger.info(f"checked {len(tables)} lists of {len(ref)} utterances "
                  f"({', '.join(name for _, name, _, _ in tables)}) in "
                  f"{time.perf_counter() - start:.1f} s")
     return len(ref)

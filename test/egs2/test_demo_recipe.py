@@ -42,15 +42,11 @@ def test_the_whole_demo_at_smoke_size(tmp_path):
     assert json.loads((exp / "student_interleaved_eql_random/stacking.json").read_text())["init"] == "random"
     # stages 5-7: one row per upstream
     results = (tmp_path / "RESULTS.md").read_text()
-    for row in ("|student|student|", "|teacher|teacher|"):
-        assert row in results, results[:2000]
+    assert "|student|student|" in results, results[:2000]
     # the random student has the shape but no stacking history
     assert re.search(r"\|student_random\|random student\|[\d,]+\|-\|-\|-\|", results), results[:2000]
-    for name in ("student", "teacher", "student_random"):
+    for name in ("student", "student_random"):
         assert (exp / f"asr_{name}/decode_test/1best_recog/text").exists()
-    # a rerun from stage 3 reuses the teacher, the data and the dump
-    again = run(tmp_path, "--smoke", "true", "--stage", "3", "--stop_stage", "3")
-    assert again.returncode == 0, again.stderr[-3000:]
 
 
 def test_unknown_option_is_refused():

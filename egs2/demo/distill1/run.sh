@@ -5,7 +5,8 @@
 # teacher and a random student of the same shape (stages 5-7 -> RESULTS.md).
 #
 #   ./run.sh                   the demo (under 20 minutes on 2 CPU cores)
-#   ./run.sh --smoke true      the same stages at toy size (about 3 minutes; the test suite runs it)
+#   ./run.sh --smoke true      the same stages at toy size, ASR on the student and the random
+#                              student only (about 4 minutes; the test suite runs it)
 #   ./run.sh --teacher FILE    distil your own teacher instead (stage 0 is then skipped)
 # Any distill.sh option (./distill.sh --help) can be given, e.g. ./run.sh --stage 3.
 set -euo pipefail
@@ -29,6 +30,8 @@ case "${smoke}" in
             --teacher_args "--max_epoch 1 --num_iters_per_epoch 2"
             --distill_args "--max_epoch 2 --num_iters_per_epoch 3 --batch_size 4"
             --asr_args "--max_epoch 1 --num_iters_per_epoch 2 --batch_size 4"
+            # the teacher's ASR run is the same code path (test/egs2/test_asr_stages.py)
+            --asr_upstreams "student student_random"
         ) ;;
     false) ;;
     *) echo "--smoke must be true or false, got '${smoke}'" >&2; exit 2 ;;
