@@ -231,10 +231,17 @@ make_token_list() {
     mv "${dir}/tokens.txt.tmp" "${dir}/tokens.txt"
     log "token list: ${dir}/tokens.txt ($(wc -l < "${dir}/tokens.txt") units)"
 }
+check_texts() {  # characters the token list lacks become <unk>: count them, fail on many
+    [ "${token_type}" = char ] || return 0
+    local dset texts=()
+    for dset in ${valid_set} ${test_sets}; do texts+=("${datadir}/${dset}/text"); done
+    ${python} -m espnet2_stacking.bin.check_text --token_list "$(token_dir)/tokens.txt" "${texts[@]}"
+}
 
 stage_asr_train() {
     require_asr_config
     make_token_list
+    check_texts
     local name spec asr_dir data opts=() dist_opts=()
     [ "${ngpu}" -gt 1 ] && dist_opts+=(--multiprocessing_distributed true)
     for name in ${asr_upstreams}; do

@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Count the characters of transcripts that a character token list lacks (recipe stage 5).
+
+ESPnet's tokenizer maps such characters to <unk> without a word, so a test set written in
+another alphabet, or with digits the training text never had, would be scored against targets
+the model can never produce. This says how many there are, per file, before training.
+
+Example:
+    python -m espnet2_stacking.bin.check_text --token_list data/token_list/char/tokens.txt \
+        data/dev/text data/test/text
+
+Prints one line per file; exits 1 when an utterance has an empty transcript or when more than
+--max_oov_rate of a file's characters are missing (default 0.01), naming the file.
+"""
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional
+
+SPACE = "<space>"
+
+
+def oov_counts(text: Path, tokens: set) -> Dict[str, object]:
+    """{"chars", "oov": Counter of missing characters, "utts_with_oov", "empty": [uttids]}."""
+    oov, chars, utts, empty = Counter(), 0, 0, []
+    with text.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.rstrip("\n").split(maxsplit=1)
+            if not parts:
+                continue
+            if len(parts) == 1 or not parts[1].strip():
+                empty.append(parts[0])
+                continue
+            missing = [c for c in parts[1] if (SPACE if c == " " else c) not in tokens]
+            chars += len(parts[1])
+            oov.update(missing)
+            utts += bool(missing)
+    return {"chars": chars, "oov": oov, "utts_with_oov": utts, "empty": empty}
+
+
+def main(cmd: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--token_list", type=Path, required=True)
+    parser.add_argument("--max_oov_rate", type=float, default=0.01)
+    parser.add_argument("texts", type=Path, nargs="+", help="Kaldi text files")
+    args = parser.parse_args(cmd)
+    if not args.token_list.is_file():
+        parser.error(f"token list {args.token_list} not found")
+    tokens = set(args.token_list.read_text(encoding="utf-8").split())
+    failed = False
+    for text in args.texts:
+        r = oov_counts(text, tokens)
+        total = sum(r["oov"].values())
+        rate = total / max(r["chars"], 1)
+        shown = ", ".join(f"{c!r} x{n}" for c, n in r["oov"].most_common(5))
+        print(f"check_text: {text}: {total} of {r['chars']} characters ({100 * rate:.2f} %) in "
+              f"{r['utts_with_oov']} utterances are not in {args.token_list} and become <unk>"
+              + (f": {shown}" if shown else ""), file=sys.stderr)
+        if r["empty"]:
+            print(f"check_text: {text}: empty transcript for {len(r['empty'])} utterances, e.g. "
+                  f"{', '.join(r['empty'][:3])}", file=sys.stderr)
+            failed = True
+        if rate > args.max_oov_rate:
+            print(f"check_text: {text}: more than {100 * args.max_oov_rate:.2f} % of its "
+                  "characters are missing from the token list", file=sys.stderr)
+            failed = True
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+import pytest
+
+from espnet2_stacking.bin.check_text import main, oov_counts
+
+TOKENS = "<blank>\n<unk>\nA\nB\nC\n<space>\n<sos/eos>\n"
+
+
+def write(tmp_path, text):
+    (tmp_path / "tokens.txt").write_text(TOKENS)
+    (tmp_path / "text").write_text(text)
+    return ["--token_list", str(tmp_path / "tokens.txt"), str(tmp_path / "text")]
+
+
+def test_counts_characters_outside_the_token_list(tmp_path):
+    write(tmp_path, "u1 AB CA\nu2 ABÇ 9\n")
+    r = oov_counts(tmp_path / "text", set(TOKENS.split()))
+    assert r["chars"] == 10 and dict(r["oov"]) == {"Ç": 1, "9": 1} and r["utts_with_oov"] == 1
+
+
+def test_a_few_are_reported_and_many_fail_naming_the_file(tmp_path, capsys):
+    main(write(tmp_path, "u1 AB CA\nu2 ABC\n"))
+    assert "0 of 8 characters" in capsys.readouterr().err
+    args = write(tmp_path, "u1 AB CA\nu2 XYZ\n")
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and "3 of 8 characters" in err and "'X' x1" in err
+    assert f"{tmp_path / 'text'}: more than 1.00 %" in err
+
+
+def test_an_empty_transcript_is_named(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(write(tmp_path, "u1 AB\nu2\n"))
+    assert "empty transcript for 1 utterances, e.g. u2" in capsys.readouterr().err
