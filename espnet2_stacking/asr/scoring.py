@@ -29,6 +29,7 @@ import editdistance
 from rapidfuzz.distance import Levenshtein
 from typeguard import typechecked
 
+from espnet2_stacking.distill.inputs import read_scp
 from espnet2_stacking.teachers.abs_teacher import short_list
 
 logger = logging.getLogger(__name__)
@@ -79,20 +80,8 @@ class ErrorCounts:
 
 @typechecked
 def read_text(path: Path) -> Dict[str, str]:
-    """A Kaldi text file as {utt_id: transcript}; duplicate ids are an error."""
-    if not path.is_file():
-        raise FileNotFoundError(f"text file {path} not found")
-    texts: Dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for num, line in enumerate(f, 1):
-            parts = line.strip().split(maxsplit=1)
-            if not parts:
-                continue
-            uid = parts[0]
-            if uid in texts:
-                raise ValueError(f"{path}:{num}: utterance '{uid}' appears twice")
-            texts[uid] = parts[1] if len(parts) > 1 else ""
-    return texts
+    """A Kaldi text file as {utt_id: transcript} ("" for an id alone); duplicates are an error."""
+    return read_scp(path, allow_empty=True)
 
 
 @typechecked

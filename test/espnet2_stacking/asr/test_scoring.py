@@ -58,7 +58,7 @@ def test_kaldi_text_files(tmp_path):
     f = write(tmp_path / "text", ["u1 HELLO  WORLD", "u2", "", "u3 X"])
     assert read_text(f) == {"u1": "HELLO  WORLD", "u2": "", "u3": "X"}
     write(f, ["u1 A", "u1 B"])
-    with pytest.raises(ValueError, match=r"text:2: utterance 'u1' appears twice"):
+    with pytest.raises(ValueError, match=r"text:2: utterance 'u1' is listed twice"):
         read_text(f)
 
 
