@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Dump a teacher's hidden states for a data dir (recipe stage 2).
 
-Example:
-    python -m espnet2_stacking.bin.dump_teacher_feats --data_dir data/train \
+Example (several data dirs in one run: each --data_dir goes to the --out_dir at its position):
+    python -m espnet2_stacking.bin.dump_teacher_feats --data_dir data/train data/dev \
         --teacher /models/hubert_base_ls960.pt --distill_config conf/distill.yaml \
-        --out_dir dump/train --nj 4 --ngpu 1
+        --out_dir dump/train dump/dev --nj 4 --ngpu 1
 
 The layers come from --layers, or from ``target_layers`` of the distillation config (which
 also fixes the expected teacher width and depth). Rerunning after a kill continues where it
@@ -33,9 +33,10 @@ def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data_dir", type=Path, required=True,
-                        help="Kaldi-style dir with wav.scp and utt2num_samples")
-    parser.add_argument("--out_dir", type=Path, required=True)
+    parser.add_argument("--data_dir", type=Path, nargs="+", required=True,
+                        help="Kaldi-style dir(s) with wav.scp and utt2num_samples")
+    parser.add_argument("--out_dir", type=Path, nargs="+", required=True,
+                        help="One output dir per --data_dir")
     parser.add_argument("--teacher", type=str, required=True,
                         help="Teacher spec: fairseq .pt, HF dir, ESPnet SSL .pth, random:...")
     parser.add_argument("--layers", type=int_list, default=None,
@@ -48,7 +49,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--normalize", default="none", choices=["none", "layer_norm"],
                         help="layer_norm: per-frame LayerNorm of every stored state (high-norm "
                              "or pre-LN teachers; keeps float16 files finite)")
-    parser.add_argument("--nj", type=int, default=1, help="Parallel jobs")
+    parser.add_argument("--nj", type=int, default=1,
+                        help="Parallel jobs (at most one per batch; one job runs in this process)")
     parser.add_argument("--ngpu", type=int, default=0, help="GPUs (jobs are spread over them)")
     parser.add_argument("--max_batch_seconds", type=float, default=100.0,
                         help="Audio per batch, padding included")
@@ -72,25 +74,29 @@ def layers_from_config(path: Path) -> dict:
 
 def main(cmd: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
-    args = get_parser().parse_args(cmd)
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    if len(args.data_dir) != len(args.out_dir):
+        parser.error(f"{len(args.data_dir)} --data_dir but {len(args.out_dir)} --out_dir: give "
+                     "one output dir per data dir")
     if (args.layers is None) == (args.distill_config is None):
         sys.exit("dump_teacher_feats: give exactly one of --layers and --distill_config")
     if args.layers is not None:
         chosen = {"layers": args.layers, "hidden_size": None, "num_teacher_layers": None}
     else:
         chosen = layers_from_config(args.distill_config)
-    summary = dump_teacher_states(
-        args.data_dir, args.out_dir, args.teacher, chosen["layers"], dtype=args.dtype,
-        normalize=args.normalize,
-        nj=args.nj, ngpu=args.ngpu, max_batch_seconds=args.max_batch_seconds,
-        hidden_size=chosen["hidden_size"], num_teacher_layers=chosen["num_teacher_layers"],
-    )
-    print(
-        f"dump_teacher_feats: {summary['utterances']} utterances, {summary['hours']:.3f} h of "
-        f"audio, {summary['gb_written']:.3f} GB written ({summary['gb_total']:.3f} GB in all), "
-        f"{summary['seconds']:.1f} s -> {args.out_dir}"
-    )
-
+    for data_dir, out_dir in zip(args.data_dir, args.out_dir):
+        summary = dump_teacher_states(
+            data_dir, out_dir, args.teacher, chosen["layers"], dtype=args.dtype,
+            normalize=args.normalize,
+            nj=args.nj, ngpu=args.ngpu, max_batch_seconds=args.max_batch_seconds,
+            hidden_size=chosen["hidden_size"], num_teacher_layers=chosen["num_teacher_layers"],
+        )
+        print(
+            f"dump_teacher_feats: {summary['utterances']} utterances, {summary['hours']:.3f} h "
+            f"of audio, {summary['gb_written']:.3f} GB written ({summary['gb_total']:.3f} GB in "
+            f"all), {summary['seconds']:.1f} s -> {out_dir}"
+        )
 
 if __name__ == "__main__":
     main()

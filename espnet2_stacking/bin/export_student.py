@@ -5,8 +5,8 @@ Example:
     python -m espnet2_stacking.bin.export_student --distill_dir exp/distill_interleaved \
         --out_dir exp/student_interleaved
 
-(add --random_init for the untrained student of the same shape, the downstream reference)
-writes a stock ESPnet SSL-task model (config.yaml + model.pth) that ESPnet's ASR task loads
+(--random_out_dir DIR also writes the untrained student of the same shape there, the
+downstream reference; --random_init writes only that one to --out_dir) writes a stock ESPnet SSL-task model (config.yaml + model.pth) that ESPnet's ASR task loads
 through its ``espnet_ssl`` frontend with no plugin code, plus stacking.json (the growth log).
 """
 
@@ -32,6 +32,8 @@ def get_parser() -> argparse.ArgumentParser:
                         help="Export the untrained student of the same shape instead (every "
                              "layer freshly initialised): the downstream reference a "
                              "distilled student must beat")
+    parser.add_argument("--random_out_dir", type=Path, default=None,
+                        help="Also export the random student here (one process for both)")
     return parser
 
 
@@ -41,17 +43,23 @@ def main(cmd: Optional[List[str]] = None) -> None:
     config_file = args.distill_dir / "config.yaml"
     if not config_file.exists():
         raise SystemExit(f"export_student: {config_file} not found (did stage 3 start?)")
+    if args.random_init and args.random_out_dir is not None:
+        raise SystemExit("export_student: --random_init exports only the random student to "
+                         "--out_dir; --random_out_dir adds it beside the distilled one")
+    exports = []  # (checkpoint or None for the random student, out dir)
     if args.random_init:
-        model_file = None
+        exports.append((None, args.out_dir))
     else:
         model_file = args.model_file or args.distill_dir / "latest.pth"
         if not model_file.exists():
             raise SystemExit(f"export_student: {model_file} not found (did stage 3 finish?)")
-        model_file = model_file.resolve()
-    path = export_student(config_file, model_file, args.out_dir,
-                          stacking_log=args.distill_dir / "stacking.jsonl")
-    print(f"export_student: {path}")
-
+        exports.append((model_file.resolve(), args.out_dir))
+        if args.random_out_dir is not None:
+            exports.append((None, args.random_out_dir))
+    for model_file, out_dir in exports:
+        path = export_student(config_file, model_file, out_dir,
+                              stacking_log=args.distill_dir / "stacking.jsonl")
+        print(f"export_student: {path}")
 
 if __name__ == "__main__":
     main()

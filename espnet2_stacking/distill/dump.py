@@ -20,7 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import soundfile
@@ -118,22 +118,23 @@ def expected_bytes(utts: Sequence[Utterance], num_layers: int, hidden_size: int)
 def _worker(rank: int, shards: List[List[List[Utterance]]], spec: str, dtype: str,
             normalize: str, device: str, layers: List[int], out_dir: str, threads: int,
             progress) -> None:
-    """One job: dump its batches, report each; an error goes back to the parent as text."""
+    """One spawned job: dump its batches, report each; an error goes back as text."""
+    from espnet2_stacking.teachers import load_teacher
+
     try:
-        _dump_shard(shards[rank], spec, dtype, normalize, device, layers, out_dir, threads,
-                    progress)
+        torch.set_num_threads(threads)
+        teacher = load_teacher(spec, dtype=dtype, device=device, normalize=normalize)
+        _dump_batches(shards[rank], teacher, device, layers, Path(out_dir), progress.put)
     except Exception as e:
         progress.put(("error", f"{type(e).__name__}: {e}"))
         raise SystemExit(1)
     progress.put(None)
 
 
-def _dump_shard(batches, spec, dtype, normalize, device, layers, out_dir, threads, progress):
-    from espnet2_stacking.teachers import load_teacher
-
-    torch.set_num_threads(threads)
-    teacher = load_teacher(spec, dtype=dtype, device=device, normalize=normalize)
-    out = Path(out_dir)
+def _dump_batches(batches, teacher, device: str, layers: Sequence[int], out: Path,
+                  report: Callable[[tuple], None]) -> None:
+    """Run the teacher over the batches, writing one file per utterance and state; report
+    (utterances, samples, compute seconds) after each batch."""
     deepest = max(layers)
     for batch in batches:
         wavs = [torch.from_numpy(load_audio(u, teacher.sample_rate)) for u in batch]
@@ -154,7 +155,7 @@ def _dump_shard(batches, spec, dtype, normalize, device, layers, out_dir, thread
                         "with --teacher_normalize layer_norm in online mode)"
                     )
                 save_npy_atomic(layer_path(out, t, u.uttid), array)
-        progress.put((len(batch), int(lengths.sum()), compute))
+        report((len(batch), int(lengths.sum()), compute))
 
 
 def verify(out_dir: Path, utts: Sequence[Utterance], layers: Sequence[int],
@@ -193,25 +194,25 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
     utts = read_data_dir(data_dir)
     if not utts:
         raise ValueError(f"{data_dir}: no utterances")
-    probe = load_teacher(spec, dtype=dtype, device="cpu", normalize=normalize)
-    if max(layers) > probe.num_layers or min(layers) < 0:
+    # loaded on the CPU: it checks the request, and runs the dump itself when one job does it
+    teacher = load_teacher(spec, dtype=dtype, device="cpu", normalize=normalize)
+    if max(layers) > teacher.num_layers or min(layers) < 0:
         raise ValueError(
-            f"layers {layers} are not all hidden states of the teacher (0..{probe.num_layers})"
+            f"layers {layers} are not all hidden states of the teacher (0..{teacher.num_layers})"
         )
-    if hidden_size is not None and hidden_size != probe.hidden_size:
+    if hidden_size is not None and hidden_size != teacher.hidden_size:
         raise ValueError(
-            f"the config expects teacher width {hidden_size}, but {spec} has {probe.hidden_size}"
+            f"the config expects teacher width {hidden_size}, but {spec} has {teacher.hidden_size}"
         )
-    if num_teacher_layers is not None and num_teacher_layers != probe.num_layers:
+    if num_teacher_layers is not None and num_teacher_layers != teacher.num_layers:
         raise ValueError(
             f"the config expects {num_teacher_layers} teacher layers, but {spec} has "
-            f"{probe.num_layers}"
+            f"{teacher.num_layers}"
         )
-    meta = {"teacher": spec, "layers": layers, "hidden_size": probe.hidden_size,
-            "num_layers": probe.num_layers, "dtype": dtype, "normalize": normalize,
+    meta = {"teacher": spec, "layers": layers, "hidden_size": teacher.hidden_size,
+            "num_layers": teacher.num_layers, "dtype": dtype, "normalize": normalize,
             "stored_dtype": "float16"}
-    sample_rate = probe.sample_rate
-    del probe
+    sample_rate = teacher.sample_rate
     for u in utts:
         if num_frames(u.num_samples) == 0:
             raise ValueError(
@@ -251,8 +252,9 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
 
     start = time.perf_counter()
     if todo:
-        _run_jobs(todo, spec, dtype, normalize, layers, out_dir, nj, ngpu, max_batch_seconds,
-                  sample_rate)
+        _run_jobs(todo, teacher, spec, dtype, normalize, layers, out_dir, nj, ngpu,
+                  max_batch_seconds)
+    del teacher
     frames = verify(out_dir, utts, layers, meta["hidden_size"])
     for t in layers:
         write_text_atomic(out_dir / f"layer_{t}.scp",
@@ -268,10 +270,39 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
     return summary
 
 
-def _run_jobs(todo, spec, dtype, normalize, layers, out_dir, nj, ngpu, max_batch_seconds,
-              sample_rate):
+def _run_jobs(todo, teacher, spec, dtype, normalize, layers, out_dir, nj, ngpu,
+              max_batch_seconds):
+    """Dump the todo list: in this process when one job does it all (a spawned job pays an
+    interpreter start and a teacher load, seconds a short dump does not need), else in nj
+    spawned jobs, batches dealt round robin."""
+    sample_rate = teacher.sample_rate
     batches = batches_by_length(todo, int(max_batch_seconds * sample_rate))
     nj = max(1, min(nj, len(batches)))
+    bar = tqdm(total=len(todo), desc="dump", unit="utt", mininterval=1.0)
+    seconds = {"audio": 0.0, "compute": 0.0}
+
+    def report(msg):
+        n, samples, compute = msg
+        seconds["audio"] += samples / sample_rate
+        seconds["compute"] += compute
+        bar.update(n)
+        bar.set_postfix(rtf=f"{seconds['compute'] / max(seconds['audio'], 1e-9):.4f}")
+
+    try:
+        if nj == 1:
+            device = "cuda:0" if ngpu > 0 else "cpu"
+            try:
+                _dump_batches(batches, teacher.to(device), device, layers, out_dir, report)
+            except Exception as e:  # worded as a spawned job's failure is
+                raise RuntimeError(f"dump failed: {type(e).__name__}: {e} (finished files are "
+                                   "kept: fix the input and rerun to continue)") from e
+        else:
+            _spawn_jobs(batches, spec, dtype, normalize, layers, out_dir, nj, ngpu, report)
+    finally:
+        bar.close()
+
+
+def _spawn_jobs(batches, spec, dtype, normalize, layers, out_dir, nj, ngpu, report):
     shards = [batches[i::nj] for i in range(nj)]
     threads = max(1, (os.cpu_count() or 1) // nj)
     ctx = mp.get_context("spawn")
@@ -283,10 +314,7 @@ def _run_jobs(todo, spec, dtype, normalize, layers, out_dir, nj, ngpu, max_batch
                                               layers, str(out_dir), threads, progress))
         p.start()
         procs.append(p)
-    audio_seconds = 0.0
-    compute_seconds = 0.0
     finished = 0
-    bar = tqdm(total=len(todo), desc="dump", unit="utt", mininterval=1.0)
     try:
         while finished < nj:
             try:
@@ -306,13 +334,8 @@ def _run_jobs(todo, spec, dtype, normalize, layers, out_dir, nj, ngpu, max_batch
             if msg[0] == "error":
                 raise RuntimeError(f"dump failed: {msg[1]} (finished files are kept: fix the "
                                    "input and rerun to continue)")
-            n, samples, compute = msg
-            audio_seconds += samples / sample_rate
-            compute_seconds += compute
-            bar.update(n)
-            bar.set_postfix(rtf=f"{compute_seconds / max(audio_seconds, 1e-9):.4f}")
+            report(msg)
     finally:
-        bar.close()
         for p in procs:
             p.join(timeout=1.0)
             if p.is_alive():

@@ -39,6 +39,8 @@ distill_config=""       # YAML for stage 3
 distill_args=""         # extra options for distill_train
 asr_config=""           # YAML for stage 5
 asr_args=""             # extra options for asr_train
+asr_nj=1                # ASR trainings run at once, one per upstream (CPU: threads are split
+                        # between them; on GPUs keep 1)
 asr_upstreams="student teacher student_random"  # upstreams of stages 5-7, each -> ${expdir}/asr_<name>:
                         #   student: stage 4's export; teacher: ${teacher}; student_random: its
                         #   random-init export (skipped with a warning when stage 4 wrote none)
@@ -46,6 +48,8 @@ token_type=char         # ASR output units: char or bpe
 nbpe=300                # SentencePiece vocabulary size (token_type=bpe)
 asr_decode_model=valid.loss.ave.pth  # checkpoint of each ASR run that stage 6 decodes with
 decode_beam_size=1      # CTC prefix beam search width (1: greedy, as SUPERB)
+decode_min_utts=50      # fewest utterances per decoding job: a job costs an interpreter
+                        # start and a model load, more than decoding a few utterances
 inference_args=""       # extra options for asr_inference
 results=RESULTS.md      # stage 7 writes the WER/CER tables here
 
@@ -76,6 +80,37 @@ run_stage() {  # run_stage N function: runs it when N is within [stage, stop_sta
         printf '%s\t%s\t%s\n' "${n}" "${stage_names[$n]}" "${secs}" >> "${timing_log}"
         log "Stage ${n} (${stage_names[$n]}) took ${secs} s"
     fi
+}
+
+# ---- a job pool: at most pool_max commands at once, each logging to its own file ----------
+declare -A pool_jobs=()  # pid -> "description|log file"
+pool_max=1
+pool_failed=0
+pool_run() {  # pool_run DESCRIPTION LOG_FILE COMMAND...: start it once a slot is free
+    local desc=$1 logf=$2; shift 2
+    while [ "${#pool_jobs[@]}" -ge "${pool_max}" ]; do pool_wait_one; done
+    if [ "${pool_failed}" -ne 0 ]; then log "not started after a failure: ${desc}"; return; fi
+    mkdir -p "$(dirname "${logf}")"
+    "$@" > "${logf}" 2>&1 &
+    pool_jobs[$!]="${desc}|${logf}"
+}
+pool_wait_one() {
+    local pid rc=0 desc logf
+    wait -n -p pid "${!pool_jobs[@]}" || rc=$?
+    desc=${pool_jobs[$pid]%|*}; logf=${pool_jobs[$pid]##*|}
+    unset "pool_jobs[$pid]"
+    if [ "${rc}" -ne 0 ]; then
+        log "${desc} failed (exit ${rc}); the end of ${logf}:"
+        tail -n 20 "${logf}" >&2
+        pool_failed=1
+    fi
+}
+pool_wait_all() {  # every started job ends; then stop the recipe if one failed
+    while [ "${#pool_jobs[@]}" -gt 0 ]; do pool_wait_one; done
+    [ "${pool_failed}" -eq 0 ] || exit 1
+}
+split_threads() {  # CPU threads for each of N jobs running at once
+    local t=$(( $(nproc) / $1 )); [ "${t}" -ge 1 ] || t=1; echo "${t}"
 }
 
 data_prepared=false
@@ -126,12 +161,11 @@ stage_dump() {
         return
     fi
     require_teacher; require_config
-    local dset
-    for dset in "${train_set}" "${valid_set}"; do
-        ${python} -m espnet2_stacking.bin.dump_teacher_feats --data_dir "${datadir}/${dset}" \
-            --out_dir "${dumpdir}/${dset}" --teacher "${teacher}" --dtype "${teacher_dtype}" \
-            --distill_config "${distill_config}" --nj "${nj}" --ngpu "${ngpu}"
-    done
+    # one process for both sets: the interpreter starts and the teacher loads once
+    ${python} -m espnet2_stacking.bin.dump_teacher_feats \
+        --data_dir "${datadir}/${train_set}" "${datadir}/${valid_set}" \
+        --out_dir "${dumpdir}/${train_set}" "${dumpdir}/${valid_set}" --teacher "${teacher}" \
+        --dtype "${teacher_dtype}" --distill_config "${distill_config}" --nj "${nj}" --ngpu "${ngpu}"
 }
 
 stage_distill() {
@@ -163,11 +197,9 @@ stage_distill() {
 stage_export() {
     require_config
     local tag; tag=$(distill_tag)
+    # ...and the same shape untrained: the downstream reference the distilled student must beat
     ${python} -m espnet2_stacking.bin.export_student --distill_dir "${expdir}/distill_${tag}" \
-        --out_dir "${expdir}/student_${tag}"
-    # The same shape untrained: the downstream reference the distilled student must beat.
-    ${python} -m espnet2_stacking.bin.export_student --distill_dir "${expdir}/distill_${tag}" \
-        --out_dir "${expdir}/student_${tag}_random" --random_init
+        --out_dir "${expdir}/student_${tag}" --random_out_dir "${expdir}/student_${tag}_random"
 }
 
 # ---- stages 5-7: SUPERB-style ASR on each upstream ------------------------------------
@@ -238,96 +270,146 @@ check_texts() {  # characters the token list lacks become <unk>: count them, fai
     ${python} -m espnet2_stacking.bin.check_text --token_list "$(token_dir)/tokens.txt" "${texts[@]}"
 }
 
+asr_stats_dir() {  # ASR_DIR -> where its collect-stats output lives
+    # Without feature extraction in collect stats (model_conf.extract_feats_in_collect_stats:
+    # false, so no global_mvn statistics), the pass only measures shapes, the same for every
+    # upstream: one shared pass. Otherwise each upstream gets its own.
+    local per_upstream
+    per_upstream=$(${python} -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; print(str((c.get("model_conf") or {}).get("extract_feats_in_collect_stats", True)).lower())' "${asr_config}")
+    if [ "${per_upstream}" = true ]; then
+        echo "$1/stats"
+    else
+        echo "${expdir}/asr_stats_$(basename "$(token_dir)")"
+    fi
+}
+
 stage_asr_train() {
     require_asr_config
     make_token_list
     check_texts
-    local name spec asr_dir data opts=() dist_opts=()
+    if [ "${asr_nj}" -gt 1 ] && [ "${ngpu}" -gt 0 ]; then
+        log "--asr_nj ${asr_nj} with --ngpu ${ngpu}: parallel ASR trainings would share the GPUs; use --asr_nj 1"
+        exit 2
+    fi
+    local name spec asr_dir stats data opts=() dist_opts=() names=() specs=() tag d i threads
     [ "${ngpu}" -gt 1 ] && dist_opts+=(--multiprocessing_distributed true)
     for name in ${asr_upstreams}; do
         spec=$(asr_upstream_spec "${name}")
         [ -n "${spec}" ] || continue
-        asr_dir="${expdir}/asr_${name}"
-        log "ASR on upstream '${name}' (${spec}) -> ${asr_dir}"
-        data=()
-        local tag d
-        for tag in train valid; do
-            d=${train_set}; [ "${tag}" = valid ] && d=${valid_set}
-            data+=(--${tag}_data_path_and_name_and_type "${datadir}/${d}/wav.scp,speech,sound"
-                   --${tag}_data_path_and_name_and_type "${datadir}/${d}/text,text,text")
-        done
-        # shellcheck disable=SC2046
-        opts=(--config "${asr_config}" --frontend_conf "upstream=${spec}" $(token_opts) "${data[@]}")
-        # Shapes (and feature statistics for global_mvn) come from ESPnet's collect-stats pass.
-        if [ -s "${asr_dir}/stats/valid/speech_shape" ]; then
-            log "${asr_dir}/stats exists: collect-stats skipped"
-        else
-            ${python} -m espnet2_stacking.bin.asr_train "${opts[@]}" --collect_stats true --ngpu "${ngpu}" \
-                --train_shape_file "${datadir}/${train_set}/utt2num_samples" \
-                --valid_shape_file "${datadir}/${valid_set}/utt2num_samples" \
-                --output_dir "${asr_dir}/stats.tmp"
-            rm -rf "${asr_dir}/stats"; mv "${asr_dir}/stats.tmp" "${asr_dir}/stats"
+        names+=("${name}"); specs+=("${spec}")
+    done
+    [ ${#names[@]} -gt 0 ] || { log "no upstream to train ASR on (--asr_upstreams '${asr_upstreams}')"; exit 1; }
+    data=()
+    for tag in train valid; do
+        d=${train_set}; [ "${tag}" = valid ] && d=${valid_set}
+        data+=(--${tag}_data_path_and_name_and_type "${datadir}/${d}/wav.scp,speech,sound"
+               --${tag}_data_path_and_name_and_type "${datadir}/${d}/text,text,text")
+    done
+    # Shapes (and feature statistics for global_mvn) come from ESPnet's collect-stats pass.
+    for i in "${!names[@]}"; do
+        stats=$(asr_stats_dir "${expdir}/asr_${names[$i]}")
+        if [ -s "${stats}/valid/speech_shape" ]; then
+            log "${stats} exists: collect-stats skipped"
+            continue
         fi
-        [ "$(asr_config_get normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${asr_dir}/stats/train/feats_stats.npz")
+        # shellcheck disable=SC2046
+        ${python} -m espnet2_stacking.bin.asr_train --config "${asr_config}" \
+            --frontend_conf "upstream=${specs[$i]}" $(token_opts) "${data[@]}" \
+            --collect_stats true --ngpu "${ngpu}" \
+            --train_shape_file "${datadir}/${train_set}/utt2num_samples" \
+            --valid_shape_file "${datadir}/${valid_set}/utt2num_samples" \
+            --output_dir "${stats}.tmp"
+        rm -rf "${stats}"; mv "${stats}.tmp" "${stats}"
+    done
+    pool_max=${asr_nj}
+    threads=$(split_threads "$(( asr_nj < ${#names[@]} ? asr_nj : ${#names[@]} ))")
+    for i in "${!names[@]}"; do
+        asr_dir="${expdir}/asr_${names[$i]}"
+        stats=$(asr_stats_dir "${asr_dir}")
+        # shellcheck disable=SC2046
+        opts=(--config "${asr_config}" --frontend_conf "upstream=${specs[$i]}" $(token_opts) "${data[@]}")
+        [ "$(asr_config_get normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
+        log "ASR on upstream '${names[$i]}' (${specs[$i]}) -> ${asr_dir} (log: ${asr_dir}/train.log)"
         # shellcheck disable=SC2086
-        ${python} -m espnet2_stacking.bin.asr_train "${opts[@]}" --ngpu "${ngpu}" "${dist_opts[@]}" \
+        pool_run "ASR training on '${names[$i]}'" "${asr_dir}/train.log" \
+            env OMP_NUM_THREADS="${OMP_NUM_THREADS:-${threads}}" \
+            ${python} -m espnet2_stacking.bin.asr_train "${opts[@]}" --ngpu "${ngpu}" "${dist_opts[@]}" \
             --resume true --output_dir "${asr_dir}" \
-            --train_shape_file "${asr_dir}/stats/train/speech_shape" \
-            --train_shape_file "${asr_dir}/stats/train/text_shape" \
-            --valid_shape_file "${asr_dir}/stats/valid/speech_shape" \
-            --valid_shape_file "${asr_dir}/stats/valid/text_shape" \
+            --train_shape_file "${stats}/train/speech_shape" \
+            --train_shape_file "${stats}/train/text_shape" \
+            --valid_shape_file "${stats}/valid/speech_shape" \
+            --valid_shape_file "${stats}/valid/text_shape" \
             ${asr_args}
+    done
+    pool_wait_all
+    for name in "${names[@]}"; do
+        log "ASR on '${name}' finished: $(grep -o 'valid\] loss_ctc=[^,]*' "${expdir}/asr_${name}/train.log" | tail -n 1)"
     done
 }
 
-decode_set() {  # decode_set ASR_DIR SET: ${nj} parallel CTC decoding jobs, merged
-    local asr_dir=$1 dset=$2 decode_dir logdir model num _nj j threads pids=() failed=0 f
+# Decoding: every (upstream, test set) is split into jobs of at least ${decode_min_utts}
+# utterances (at most ${nj} per set), all drawn from one pool of ${nj} at once, then merged.
+decode_prepare() {  # decode_prepare ASR_DIR SET: split the keys; prints the number of jobs
+    local asr_dir=$1 dset=$2 decode_dir logdir model num _nj
     decode_dir="${asr_dir}/decode_${dset}"; logdir="${decode_dir}/logdir"
     model="${asr_dir}/${asr_decode_model}"
     [ -e "${model}" ] || { log "${model} missing: did stage 5 finish? (--asr_decode_model picks another)"; exit 1; }
     [ -f "${datadir}/${dset}/wav.scp" ] || { log "${datadir}/${dset}/wav.scp missing: run stage 1"; exit 1; }
     rm -rf "${decode_dir}"; mkdir -p "${logdir}"
     num=$(wc -l < "${datadir}/${dset}/wav.scp")
-    _nj=$(( nj < num ? nj : num ))
+    _nj=$(( (num + decode_min_utts - 1) / decode_min_utts ))
+    [ "${_nj}" -le "${nj}" ] || _nj=${nj}
+    [ "${_nj}" -ge 1 ] || _nj=1
     # round robin, so every job gets long and short utterances alike
     awk -v nj="${_nj}" -v dir="${logdir}" '{ print $1 > (dir "/keys." ((NR - 1) % nj + 1) ".scp") }' \
         "${datadir}/${dset}/wav.scp"
-    threads=$(( $(nproc) / _nj )); [ "${threads}" -ge 1 ] || threads=1
-    log "decoding ${dset} with ${model}: ${_nj} jobs, logs in ${logdir}/decode.*.log"
-    for j in $(seq "${_nj}"); do
-        # shellcheck disable=SC2086
-        OMP_NUM_THREADS=${OMP_NUM_THREADS:-${threads}} ${python} -m espnet2_stacking.bin.asr_inference \
-            --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --batch_size 1 --ctc_weight 1.0 --lm_weight 0.0 \
-            --beam_size "${decode_beam_size}" \
-            --asr_train_config "${asr_dir}/config.yaml" --asr_model_file "${model}" \
-            --data_path_and_name_and_type "${datadir}/${dset}/wav.scp,speech,sound" \
-            --key_file "${logdir}/keys.${j}.scp" --output_dir "${logdir}/output.${j}" \
-            ${inference_args} > "${logdir}/decode.${j}.log" 2>&1 &
-        pids+=($!)
-    done
-    for j in $(seq "${_nj}"); do
-        if ! wait "${pids[$((j - 1))]}"; then
-            log "decoding job ${j}/${_nj} of ${decode_dir} failed; the end of ${logdir}/decode.${j}.log:"
-            tail -n 20 "${logdir}/decode.${j}.log" >&2
-            failed=1
-        fi
-    done
-    [ "${failed}" -eq 0 ] || exit 1
+    echo "${_nj}"
+}
+decode_merge() {  # decode_merge ASR_DIR SET
+    local decode_dir="$1/decode_$2" f num
+    num=$(wc -l < "${datadir}/$2/wav.scp")
     mkdir -p "${decode_dir}/1best_recog"
     for f in text token score; do
-        cat "${logdir}"/output.*/1best_recog/"${f}" | LC_ALL=C sort > "${decode_dir}/1best_recog/${f}"
+        cat "${decode_dir}"/logdir/output.*/1best_recog/"${f}" | LC_ALL=C sort > "${decode_dir}/1best_recog/${f}"
     done
     log "${decode_dir}/1best_recog/text: $(wc -l < "${decode_dir}/1best_recog/text") of ${num} utterances"
 }
 
 stage_decode() {
-    local name spec dset
+    local name spec dset asr_dir i j jobs pairs=() counts=() total=0 threads logdir
     for name in ${asr_upstreams}; do
         spec=$(asr_upstream_spec "${name}")
         [ -n "${spec}" ] || continue
         for dset in ${test_sets}; do
-            decode_set "${expdir}/asr_${name}" "${dset}"
+            pairs+=("${expdir}/asr_${name} ${dset}")
+            jobs=$(decode_prepare "${expdir}/asr_${name}" "${dset}")
+            counts+=("${jobs}"); total=$(( total + jobs ))
         done
+    done
+    [ "${total}" -gt 0 ] || { log "nothing to decode (--asr_upstreams '${asr_upstreams}', --test_sets '${test_sets}')"; exit 1; }
+    pool_max=${nj}
+    threads=$(split_threads "$(( nj < total ? nj : total ))")
+    for i in "${!pairs[@]}"; do
+        read -r asr_dir dset <<< "${pairs[$i]}"
+        logdir="${asr_dir}/decode_${dset}/logdir"
+        log "decoding ${dset} with ${asr_dir}/${asr_decode_model}: ${counts[$i]} job(s), logs in ${logdir}/decode.*.log"
+        for j in $(seq "${counts[$i]}"); do
+            # shellcheck disable=SC2086
+            pool_run "decoding job ${j}/${counts[$i]} of ${asr_dir}/decode_${dset}" "${logdir}/decode.${j}.log" \
+                env OMP_NUM_THREADS="${OMP_NUM_THREADS:-${threads}}" \
+                ${python} -m espnet2_stacking.bin.asr_inference \
+                --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --batch_size 1 --ctc_weight 1.0 --lm_weight 0.0 \
+                --beam_size "${decode_beam_size}" \
+                --asr_train_config "${asr_dir}/config.yaml" --asr_model_file "${asr_dir}/${asr_decode_model}" \
+                --data_path_and_name_and_type "${datadir}/${dset}/wav.scp,speech,sound" \
+                --key_file "${logdir}/keys.${j}.scp" --output_dir "${logdir}/output.${j}" \
+                ${inference_args}
+        done
+    done
+    pool_wait_all
+    for i in "${!pairs[@]}"; do
+        read -r asr_dir dset <<< "${pairs[$i]}"
+        decode_merge "${asr_dir}" "${dset}"
     done
 }
 

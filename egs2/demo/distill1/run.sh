@@ -6,7 +6,7 @@
 #
 #   ./run.sh                   the demo (under 20 minutes on 2 CPU cores)
 #   ./run.sh --smoke true      the same stages at toy size, ASR on the student and the random
-#                              student only (about 4 minutes; the test suite runs it)
+#                              student only (under 3 minutes; the test suite runs it)
 #   ./run.sh --teacher FILE    distil your own teacher instead (stage 0 is then skipped)
 # Any distill.sh option (./distill.sh --help) can be given, e.g. ./run.sh --stage 3.
 set -euo pipefail
@@ -43,6 +43,7 @@ esac
     --valid_set dev \
     --test_sets "test" \
     --nj 2 \
+    --asr_nj 2 \
     --distill_config conf/distill_interleaved_eql.yaml \
     --asr_config conf/asr_demo.yaml \
     "${size_opts[@]}" "${args[@]}"

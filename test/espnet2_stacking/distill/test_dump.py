@@ -38,6 +38,24 @@ def test_dump_matches_the_teacher_run_alone(tmp_path):
     assert meta["hidden_size"] == 32 and meta["layers"] == [2, 4]
 
 
+def test_spawned_jobs_write_what_one_job_in_process_writes(tmp_path, monkeypatch):
+    """nj=2 with several batches spawns two jobs; one job runs in this process."""
+    data = write_data_dir(tmp_path / "data", "train", 6)
+    dump_teacher_states(data, tmp_path / "one", TEACHER, [2], nj=1, max_batch_seconds=2.0)
+    spawned = []
+    real_spawn = dump_module._spawn_jobs
+    def spy(batches, *args):
+        spawned.append(len(batches))
+        return real_spawn(batches, *args)
+    monkeypatch.setattr(dump_module, "_spawn_jobs", spy)
+    dump_teacher_states(data, tmp_path / "two", TEACHER, [2], nj=2, max_batch_seconds=2.0)
+    assert spawned and spawned[0] >= 2
+    for utt in read_data_dir(data):
+        one = np.load(tmp_path / "one/layer_2" / f"{utt.uttid}.npy")
+        two = np.load(tmp_path / "two/layer_2" / f"{utt.uttid}.npy")
+        assert np.allclose(one, two, atol=1e-2)
+
+
 def test_rerun_skips_finished_files_and_refuses_another_teacher(tmp_path):
     data = write_data_dir(tmp_path / "data", "train", 4)
     out = tmp_path / "dump"
@@ -134,3 +152,17 @@ def test_sigkill_mid_dump_then_rerun_completes(tmp_path):
         assert all(line.split()[1].endswith(".npy") and "/." not in line
                    for line in (out / f"layer_{t}.scp").read_text().splitlines())
     assert len((out / "layer_2.scp").read_text().splitlines()) == 60
+
+
+def test_one_invocation_dumps_several_data_dirs(tmp_path):
+    from espnet2_stacking.bin.dump_teacher_feats import main
+
+    train = write_data_dir(tmp_path / "data", "train", 3)
+    dev = write_data_dir(tmp_path / "data", "dev", 2, seed=1)
+    main(["--data_dir", str(train), str(dev), "--out_dir", str(tmp_path / "d/train"),
+          str(tmp_path / "d/dev"), "--teacher", TEACHER, "--layers", "2"])
+    assert len((tmp_path / "d/train/layer_2.scp").read_text().splitlines()) == 3
+    assert len((tmp_path / "d/dev/layer_2.scp").read_text().splitlines()) == 2
+    with pytest.raises(SystemExit):  # one output dir per data dir
+        main(["--data_dir", str(train), str(dev), "--out_dir", str(tmp_path / "x"),
+              "--teacher", TEACHER, "--layers", "2"])

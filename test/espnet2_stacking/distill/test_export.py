@@ -14,7 +14,8 @@ from espnet2_stacking.teachers import load_teacher
 def exported(trained_run, tmp_path_factory):
     out = tmp_path_factory.mktemp("student") / "student"
     res = subprocess.run([sys.executable, "-m", "espnet2_stacking.bin.export_student",
-                          "--distill_dir", str(trained_run), "--out_dir", str(out)],
+                          "--distill_dir", str(trained_run), "--out_dir", str(out),
+                          "--random_out_dir", str(out.with_name("random"))],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     return out
@@ -56,12 +57,8 @@ def test_a_checkpoint_that_does_not_match_its_config_is_refused(trained_run, tmp
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.tmp").exists()
 
 
-def test_random_student_has_the_shape_and_none_of_the_training(trained_run, tmp_path):
-    out = tmp_path / "random"
-    res = subprocess.run([sys.executable, "-m", "espnet2_stacking.bin.export_student",
-                          "--distill_dir", str(trained_run), "--out_dir", str(out),
-                          "--random_init"], capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-3000:]
+def test_random_student_has_the_shape_and_none_of_the_training(trained_run, exported):
+    out = exported.with_name("random")  # --random_out_dir: the same process as the student
     info = json.loads((out / "stacking.json").read_text())
     assert info["init"] == "random" and info["depth"] == 4 and info["lineage"] == [0, 1, 2, 3]
     assert "stacking_log" not in info
@@ -77,3 +74,14 @@ def test_random_student_has_the_shape_and_none_of_the_training(trained_run, tmp_
     assert not torch.equal(w[0], trained_state["encoder.encoders.0.feed_forward.w_1.weight"])
     assert not any(torch.equal(w[0], w[i]) for i in (1, 2, 3))
     assert load_teacher(str(out / "model.pth")).num_layers == 4
+
+
+def test_random_init_alone_and_its_conflict_with_random_out_dir(trained_run, tmp_path):
+    from espnet2_stacking.bin.export_student import main
+
+    main(["--distill_dir", str(trained_run), "--out_dir", str(tmp_path / "r"), "--random_init"])
+    assert json.loads((tmp_path / "r/stacking.json").read_text())["init"] == "random"
+    with pytest.raises(SystemExit, match="--random_init exports only"):
+        main(["--distill_dir", str(trained_run), "--out_dir", str(tmp_path / "a"), "--random_init",
+              "--random_out_dir", str(tmp_path / "b")])
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
