@@ -29,7 +29,7 @@ import editdistance
 from rapidfuzz.distance import Levenshtein
 from typeguard import typechecked
 
-from espnet2_stacking.distill.inputs import read_scp
+from espnet2_stacking.data.kaldi_dir import read_scp
 from espnet2_stacking.teachers.abs_teacher import short_list
 
 logger = logging.getLogger(__name__)

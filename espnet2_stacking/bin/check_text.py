@@ -19,24 +19,22 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from espnet2_stacking.data.kaldi_dir import read_scp
+
 SPACE = "<space>"
 
 
 def oov_counts(text: Path, tokens: set) -> Dict[str, object]:
     """{"chars", "oov": Counter of missing characters, "utts_with_oov", "empty": [uttids]}."""
     oov, chars, utts, empty = Counter(), 0, 0, []
-    with text.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if not parts:
-                continue
-            if len(parts) == 1 or not parts[1].strip():
-                empty.append(parts[0])
-                continue
-            missing = [c for c in parts[1] if (SPACE if c == " " else c) not in tokens]
-            chars += len(parts[1])
-            oov.update(missing)
-            utts += bool(missing)
+    for uttid, transcript in read_scp(text, allow_empty=True).items():
+        if not transcript.strip():
+            empty.append(uttid)
+            continue
+        missing = [c for c in transcript if (SPACE if c == " " else c) not in tokens]
+        chars += len(transcript)
+        oov.update(missing)
+        utts += bool(missing)
     return {"chars": chars, "oov": oov, "utts_with_oov": utts, "empty": empty}
 
 

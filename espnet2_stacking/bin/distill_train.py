@@ -9,9 +9,9 @@ Example:
         --train_shape_file data/train/utt2num_samples ... --output_dir exp/distill
 """
 
-from espnet2_stacking.register import register
+from espnet2_stacking.register import register_scheduler
 
-register()
+register_scheduler()
 
 from espnet2_stacking.tasks.distill import DistillTask  # noqa: E402
 

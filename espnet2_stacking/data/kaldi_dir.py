@@ -218,6 +218,26 @@ def _read_lines(path: Path) -> Iterable[tuple]:
             yield lineno, parts[0], parts[1]
 
 
+def read_scp(path: Path, allow_empty: bool = False) -> Dict[str, str]:
+    """``utt value`` lines (Kaldi scp, text, shape files) as a dict; a malformed or repeated
+    line is an error naming it. ``allow_empty``: a line with an id alone maps to "" (an empty
+    transcript or hypothesis)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found")
+    table: Dict[str, str] = {}
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            parts = line.strip().split(maxsplit=1)
+            if not parts:
+                continue
+            if len(parts) != 2 and not allow_empty:
+                raise ValueError(f"{path}:{lineno}: expected '<utt> <value>', got {line.strip()!r}")
+            if parts[0] in table:
+                raise ValueError(f"{path}:{lineno}: utterance '{parts[0]}' is listed twice")
+            table[parts[0]] = parts[1] if len(parts) == 2 else ""
+    return table
+
+
 @typechecked
 def read_kaldi_dir(
     path: Union[str, Path], required: Sequence[str] = ("wav.scp",)

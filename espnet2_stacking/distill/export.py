@@ -76,10 +76,10 @@ def load_distill_model(config_file: Path, model_file: Optional[Path]
     every layer freshly initialised (seeded by the config's ``seed``), the reference a
     distilled student must beat downstream.
     """
-    from espnet2_stacking.register import register
+    from espnet2_stacking.register import register_scheduler
     from espnet2_stacking.tasks.distill import DistillTask
 
-    register()
+    register_scheduler()
     with config_file.open(encoding="utf-8") as f:
         args = argparse.Namespace(**yaml.safe_load(f))
     # The exported student needs no teacher: build without loading one.

@@ -14,31 +14,12 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
+from espnet2_stacking.data.kaldi_dir import read_scp
 from espnet2_stacking.teachers.abs_teacher import num_frames
 
 # A named logger: a root-level logging.info() before ESPnet's basicConfig would configure the
 # root at WARNING and silence every later INFO line of the run.
 logger = logging.getLogger(__name__)
-
-
-def read_scp(path: Path, allow_empty: bool = False) -> Dict[str, str]:
-    """``utt value`` lines (Kaldi scp, text, shape files) as a dict; a malformed or repeated
-    line is an error naming it. ``allow_empty``: a line with an id alone maps to "" (an empty
-    transcript or hypothesis)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found")
-    table: Dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.strip().split(maxsplit=1)
-            if not parts:
-                continue
-            if len(parts) != 2 and not allow_empty:
-                raise ValueError(f"{path}:{lineno}: expected '<utt> <value>', got {line.strip()!r}")
-            if parts[0] in table:
-                raise ValueError(f"{path}:{lineno}: utterance '{parts[0]}' is listed twice")
-            table[parts[0]] = parts[1] if len(parts) == 2 else ""
-    return table
 
 
 def read_num_samples(path: Path) -> Dict[str, int]:

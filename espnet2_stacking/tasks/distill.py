@@ -142,6 +142,9 @@ class DistillTask(AbsTask):
 
     @classmethod
     def get_parser(cls) -> argparse.ArgumentParser:
+        from espnet2_stacking.register import register_scheduler
+
+        register_scheduler()  # before ESPnet lists the --scheduler choices
         parser = super().get_parser()
         # Layers past the active depth get no gradient: DDP must be told (ESPNET.md).
         parser.set_defaults(unused_parameters=True, use_tensorboard=False)
@@ -150,9 +153,12 @@ class DistillTask(AbsTask):
     @classmethod
     def main_worker(cls, args: argparse.Namespace):
         # Multi-GPU workers are spawned fresh processes: register again before building.
-        from espnet2_stacking.register import register
+        from espnet2_stacking.register import register_scheduler
 
-        register()
+        register_scheduler()
+        # Every rank checks (headers only, seconds): the process group does not exist yet, so
+        # rank 0 could not hold the others at a barrier; this way bad input stops every rank
+        # with the same message instead of leaving the others waiting at the first all-reduce.
         if args.check_inputs and not args.collect_stats:
             cls.check_inputs(args)
         super().main_worker(args)
