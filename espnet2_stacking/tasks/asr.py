@@ -26,7 +26,11 @@ class StackingASRTask(ASRTask):
     @classmethod
     def get_parser(cls) -> argparse.ArgumentParser:
         register()  # before ESPnet lists the --frontend choices
-        return super().get_parser()
+        parser = super().get_parser()
+        # tensorboard is not among the plugin's requirements (tools/install.sh); --use_tensorboard
+        # true still works where it is installed
+        parser.set_defaults(use_tensorboard=False)
+        return parser
 
     @classmethod
     @typechecked

@@ -60,3 +60,68 @@ def test_a_spawned_worker_builds_the_model(tmp_path):
         p.join(timeout=120)
     assert ours.exitcode == 0
     assert theirs.exitcode not in (0, None)
+
+
+def _asr_train_cmd(tmp_path, data_root, out):
+    import yaml
+
+    (tmp_path / "tokens.txt").write_text("<blank>\n<unk>\nA\nT\nO\nN\nE\n<space>\n<sos/eos>\n")
+    conf = {"frontend": "stacking_upstream", "frontend_conf": {"upstream": UPSTREAM},
+            "normalize": "utterance_mvn", "preencoder": "linear", "preencoder_conf": {"output_size": 8},
+            "encoder": "rnn", "encoder_conf": {"num_layers": 1, "hidden_size": 8, "output_size": 8},
+            "decoder": "none", "model_conf": {"ctc_weight": 1.0}, "optim": "adam",
+            "optim_conf": {"lr": 0.01}, "batch_type": "sorted", "batch_size": 2,
+            "num_iters_per_epoch": 4, "max_epoch": 3, "seed": 3, "token_type": "char"}
+    (tmp_path / "asr.yaml").write_text(yaml.safe_dump(conf))
+    cmd = [sys.executable, "-m", "espnet2_stacking.bin.asr_train", "--config", str(tmp_path / "asr.yaml"),
+           "--token_list", str(tmp_path / "tokens.txt"), "--ngpu", "0", "--output_dir", str(out)]
+    for tag, split in (("train", "train"), ("valid", "dev")):
+        d = data_root / split
+        cmd += [f"--{tag}_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound",
+                f"--{tag}_data_path_and_name_and_type", f"{d}/text,text,text",
+                f"--{tag}_shape_file", f"{d}/utt2num_samples"]
+    return cmd
+
+
+@pytest.mark.slow
+def test_sigkill_during_asr_training_then_resume_matches_an_unkilled_run(tmp_path):
+    """ESPnet's resume (the last finished epoch's checkpoint.pth) through the plugin's task:
+    the frozen upstream stays out of the checkpoint and the resumed run ends where an
+    unkilled one does."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    import torch
+
+    from conftest import write_data_dir
+
+    write_data_dir(tmp_path / "data", "train", 8)
+    write_data_dir(tmp_path / "data", "dev", 2, seed=1)
+    # the unkilled run goes alongside the one to kill
+    ref = subprocess.Popen(_asr_train_cmd(tmp_path, tmp_path / "data", tmp_path / "ref"),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    out = tmp_path / "killed"
+    cmd = _asr_train_cmd(tmp_path, tmp_path / "data", out)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "1epoch.pth").exists():  # checkpoint.pth is written just before it
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    ref_err = ref.communicate(timeout=300)[1]
+    assert ref.returncode == 0, ref_err[-3000:]
+    if proc.returncode != -signal.SIGKILL or (out / "3epoch.pth").exists():
+        pytest.skip("the run finished before the kill landed (machine too fast)")
+    res = subprocess.run(cmd + ["--resume", "true"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "The training was finished at 3 epochs" in res.stderr
+    a = torch.load(tmp_path / "ref/3epoch.pth", weights_only=True)
+    b = torch.load(out / "3epoch.pth", weights_only=True)
+    # of the frontend only the layer weights train; the upstream itself is not saved
+    assert set(a) == set(b) and [k for k in a if k.startswith("frontend.")] == ["frontend.featurizer.weights"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -135,30 +135,49 @@ def _weights(path):
     return torch.load(path, weights_only=True)
 
 
-@pytest.mark.slow
-def test_sigkill_after_a_growth_then_resume_gives_identical_weights(tiny_corpus, tmp_path):
+@pytest.fixture(scope="module")
+def unkilled_run(tiny_corpus, tmp_path_factory):
+    """12 updates over 2 epochs, growths after updates 4 and 8: the run the killed ones match."""
+    root = tmp_path_factory.mktemp("unkilled")
     over = dict(num_iters_per_epoch=6, max_epoch=2, preencoder_conf={"output_size": 64},
                 encoder_conf={"output_size": 64, "attention_heads": 2, "linear_units": 256,
                               "pos_enc_layer_type": "abs_pos", "dropout_rate": 0.1})
-    conf = write_config(tmp_path / "c.yaml", **over)
-    ref = tmp_path / "ref"
-    assert run_train(train_args(tiny_corpus, conf, ref)).returncode == 0
+    conf = write_config(root / "c.yaml", **over)
+    res = run_train(train_args(tiny_corpus, conf, root / "ref"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return conf, root / "ref"
 
+
+def _after_the_second_growth(out):
+    log = out / "stacking.jsonl"
+    return log.exists() and len(log.read_text().splitlines()) >= 2
+
+
+def _mid_stage(out):
+    # epoch 1 (updates 1-6) is saved: the run is inside the depth-2 stage (updates 5-8)
+    return (out / "1epoch.pth").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when, growths_before_kill", [(_after_the_second_growth, 2), (_mid_stage, 1)],
+                         ids=["right after a growth", "mid-stage"])
+def test_sigkill_then_resume_gives_identical_weights(tiny_corpus, unkilled_run, tmp_path, when,
+                                                     growths_before_kill):
+    conf, ref = unkilled_run
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", *train_args(tiny_corpus, conf, out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     log = out / "stacking.jsonl"
     deadline = time.time() + 120
-    # the second growth (update 8) happens mid-epoch 2; kill as soon as it is logged
     while time.time() < deadline and proc.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 2:
+        if when(out):
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.005)
     proc.wait()
     if proc.returncode != -signal.SIGKILL or (out / "2epoch.pth").exists():
         pytest.skip("the run finished epoch 2 before the kill landed (machine too fast)")
-    assert len(log.read_text().splitlines()) == 2  # the growth was logged before the kill
+    assert len(log.read_text().splitlines()) == growths_before_kill
     res = run_train(train_args(tiny_corpus, conf, out) + ["--resume", "true"])
     assert res.returncode == 0, res.stderr[-3000:]
     a, b = _weights(ref / "latest.pth"), _weights(out / "latest.pth")
