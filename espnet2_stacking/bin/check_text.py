@@ -50,7 +50,12 @@ def main(cmd: Optional[List[str]] = None) -> None:
     tokens = set(args.token_list.read_text(encoding="utf-8").split())
     failed = False
     for text in args.texts:
-        r = oov_counts(text, tokens)
+        try:
+            r = oov_counts(text, tokens)
+        except (OSError, ValueError) as e:  # missing, not UTF-8, malformed: named in e
+            print(f"check_text: {e}", file=sys.stderr)
+            failed = True
+            continue
         total = sum(r["oov"].values())
         rate = total / max(r["chars"], 1)
         shown = ", ".join(f"{c!r} x{n}" for c, n in r["oov"].most_common(5))

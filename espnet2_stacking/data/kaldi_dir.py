@@ -207,15 +207,26 @@ def write_kaldi_dir(out_dir: Union[str, Path], utts: Sequence[Utterance]) -> Non
         atomic_write_text(out_dir / name, text)
 
 
+def text_lines(path: Path) -> Iterable[tuple]:
+    """(line number, line) of a UTF-8 text file; a line that is not UTF-8 (a binary file, a
+    Latin-1 transcript) is a DataPrepError naming the file and the line."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataPrepError(f"{path}: line {lineno}: not UTF-8 text ({e.reason} at byte "
+                                    f"{e.start}: {raw[:60]!r})") from None
+
+
 def _read_lines(path: Path) -> Iterable[tuple]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.rstrip("\n").split(maxsplit=1)
-            if len(parts) != 2 or not parts[1].strip():
-                key = parts[0] if parts else "<blank line>"
-                raise DataPrepError(f"{path}: line {lineno}: {key}: expected '<id> <value>'"
-                                    + (" (empty transcript)" if path.name == "text" else ""))
-            yield lineno, parts[0], parts[1]
+    for lineno, line in text_lines(path):
+        parts = line.rstrip("\n").split(maxsplit=1)
+        if len(parts) != 2 or not parts[1].strip():
+            key = parts[0] if parts else "<blank line>"
+            raise DataPrepError(f"{path}: line {lineno}: {key}: expected '<id> <value>'"
+                                + (" (empty transcript)" if path.name == "text" else ""))
+        yield lineno, parts[0], parts[1]
 
 
 def read_scp(path: Path, allow_empty: bool = False) -> Dict[str, str]:
@@ -225,16 +236,15 @@ def read_scp(path: Path, allow_empty: bool = False) -> Dict[str, str]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found")
     table: Dict[str, str] = {}
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            parts = line.strip().split(maxsplit=1)
-            if not parts:
-                continue
-            if len(parts) != 2 and not allow_empty:
-                raise ValueError(f"{path}:{lineno}: expected '<utt> <value>', got {line.strip()!r}")
-            if parts[0] in table:
-                raise ValueError(f"{path}:{lineno}: utterance '{parts[0]}' is listed twice")
-            table[parts[0]] = parts[1] if len(parts) == 2 else ""
+    for lineno, line in text_lines(path):
+        parts = line.strip().split(maxsplit=1)
+        if not parts:
+            continue
+        if len(parts) != 2 and not allow_empty:
+            raise ValueError(f"{path}:{lineno}: expected '<utt> <value>', got {line.strip()!r}")
+        if parts[0] in table:
+            raise ValueError(f"{path}:{lineno}: utterance '{parts[0]}' is listed twice")
+        table[parts[0]] = parts[1] if len(parts) == 2 else ""
     return table
 
 

@@ -32,3 +32,12 @@ def test_an_empty_transcript_is_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(write(tmp_path, "u1 AB\nu2\n"))
     assert "empty transcript for 1 utterances, e.g. u2" in capsys.readouterr().err
+
+
+def test_a_transcript_file_that_is_not_text_is_named(tmp_path, capsys):
+    args = write(tmp_path, "")
+    (tmp_path / "text").write_bytes(b"u1 \xff\xfe\x00\x01\n")
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 1
+    assert f"check_text: {tmp_path / 'text'}: line 1: not UTF-8 text" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from espnet2_stacking.data.kaldi_dir import (
     DataPrepError,
     Utterance,
     format_summaries,
+    read_scp,
     read_kaldi_dir,
     summarize,
     validate_kaldi_dir,
@@ -179,3 +180,14 @@ def test_bad_utt_log_error_raises_and_skip_counts(caplog):
     assert "data/x" in table and "3 (missing audio: 1, wrong sample rate: 2)" in table
     with pytest.raises(ValueError, match="on_bad_utt"):
         BadUttLog("ignore")
+
+
+def test_a_transcript_that_is_not_utf8_text_is_named(tmp_path):
+    d = write_files(tmp_path / "d", GOOD)
+    latin1 = GOOD["text"].replace("IT'S ME", "CAFÉ").encode("latin-1")
+    (d / "text").write_bytes(latin1)
+    with pytest.raises(DataPrepError, match=r"text: line 2: not UTF-8 text .*CAF"):
+        validate_kaldi_dir(d)
+    (d / "text").write_bytes(b"\x00\xff\xfe binary")
+    with pytest.raises(DataPrepError, match=r"text: line 1: not UTF-8 text"):
+        read_scp(d / "text")
