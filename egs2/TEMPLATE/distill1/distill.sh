@@ -93,6 +93,7 @@ pool_run() {  # pool_run DESCRIPTION LOG_FILE COMMAND...: start it once a slot i
     mkdir -p "$(dirname "${logf}")"
     "$@" > "${logf}" 2>&1 &
     pool_jobs[$!]="${desc}|${logf}"
+    log "started ${desc} (log: ${logf})"
 }
 pool_wait_one() {
     local pid rc=0 desc logf
@@ -329,9 +330,8 @@ stage_asr_train() {
         # shellcheck disable=SC2046
         opts=(--config "${asr_config}" --frontend_conf "upstream=${specs[$i]}" $(token_opts) "${data[@]}")
         [ "$(asr_config_get normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
-        log "ASR on upstream '${names[$i]}' (${specs[$i]}) -> ${asr_dir} (log: ${asr_dir}/train.log)"
         # shellcheck disable=SC2086
-        pool_run "ASR training on '${names[$i]}'" "${asr_dir}/train.log" \
+        pool_run "ASR training on '${names[$i]}' (upstream ${specs[$i]})" "${asr_dir}/train.log" \
             env OMP_NUM_THREADS="${OMP_NUM_THREADS:-${threads}}" \
             ${python} -m espnet2_stacking.bin.asr_train "${opts[@]}" --ngpu "${ngpu}" "${dist_opts[@]}" \
             --resume true --output_dir "${asr_dir}" \
@@ -343,7 +343,7 @@ stage_asr_train() {
     done
     pool_wait_all
     for name in "${names[@]}"; do
-        log "ASR on '${name}' finished: $(grep -o 'valid\] loss_ctc=[^,]*' "${expdir}/asr_${name}/train.log" | tail -n 1)"
+        log "ASR on '${name}' finished: valid loss_ctc $(grep -o 'valid\] loss_ctc=[^,]*' "${expdir}/asr_${name}/train.log" | tail -n 1 | sed 's/.*=//')"
     done
 }
 
