@@ -2,11 +2,10 @@
 """How much faster is stacking, at what cost in quality? One invocation, same data, seed and
 number of updates for every run.
 
-Example (after the demo recipe's stages 1-2):
-    tools/venv/bin/python bench/stacking_speed.py \
-        --base_config egs2/demo/distill1/conf/distill_interleaved_eql.yaml \
-        --data_dir egs2/demo/distill1/data --dump_dir egs2/demo/distill1/dump \
-        --teacher "random:hubert?layers=6&dim=64&heads=4&ffn=256&conv=64&pos_kernel=32&pos_groups=8" \
+Example (after the demo recipe's stages 0-2, `./run.sh --stop_stage 2`):
+    D=egs2/demo/distill1
+    tools/venv/bin/python bench/stacking_speed.py --base_config $D/conf/distill_interleaved_eql.yaml \
+        --data_dir $D/data --dump_dir $D/dump --teacher $D/exp/teacher/model.pth \
         --updates 150 --name demo_cpu
 
 Runs `none` (full depth from the start), interleaved EQL and PROP-1, gradual EQL and MIDAS EQL,
