@@ -44,13 +44,21 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num_threads", type=int, default=1,
                         help="torch threads of the ESPnet training (OMP_NUM_THREADS); more "
                              "than the free cores slows it down many times")
+    parser.add_argument("--probe_dir", type=Path, default=None,
+                        help="One of --extra_dirs: probe the teacher on it afterwards against a "
+                             "random init (bin/probe_teacher's table, <out_dir>/probe/), in this "
+                             "process")
     return parser
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
-    args = get_parser().parse_args(cmd)
+    parser = get_parser()
+    args = parser.parse_args(cmd)
+    if args.probe_dir is not None and args.probe_dir not in (args.extra_dirs or []):
+        parser.error(f"--probe_dir {args.probe_dir} must be one of --extra_dirs (its labels are "
+                     "made there)")
     model = pretrain_teacher(
         args.data_dir, args.valid_dir, args.config, args.out_dir,
         num_clusters=args.num_clusters, nj=args.nj, resume=args.resume, seed=args.seed,
@@ -59,6 +67,18 @@ def main(cmd: Optional[List[str]] = None) -> None:
         num_threads=args.num_threads,
     )
     print(f"pretrain_teacher: {model}")
+    if args.probe_dir is not None:
+        import torch
+
+        from espnet2_stacking.teachers.probe import format_table, probe_teacher
+
+        probe_out = args.out_dir / "probe"
+        torch.set_num_threads(args.num_threads)
+        result = probe_teacher(model, args.probe_dir,
+                               args.out_dir / "labels" / args.probe_dir.name / "text", probe_out,
+                               seed=args.seed)
+        print(format_table(result))
+        print(f"pretrain_teacher: {probe_out / 'probe.json'}, {probe_out / 'probe.png'}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ rerun with ``resume=True`` once finished:
            id per CNN frame for the training, validation and any extra sets
            (:mod:`espnet2_stacking.teachers.labels`): ``labels/{train,valid,<extra>}/`` and
            ``labels/tokens.txt``, ``labels/kmeans.npz``;
-2. stats   ``python -m espnet2.bin.ssl_train --collect_stats true`` -> ``stats/`` (shape files);
-3. train   ``python -m espnet2.bin.ssl_train`` -> ``train/`` (ESPnet's checkpoints; a rerun
+2. stats   ESPnet's ``espnet2.bin.ssl_train --collect_stats true`` -> ``stats/`` (shape files);
+3. train   ESPnet's ``espnet2.bin.ssl_train`` -> ``train/`` (ESPnet's checkpoints; a rerun
            passes ``--resume true`` and continues from ``train/checkpoint.pth``);
 4. export  the valid-loss best model copied to ``model.pth`` with ``config.yaml`` beside it
            (config first, model last, each under a temporary name then renamed), which
@@ -29,8 +29,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -95,23 +93,43 @@ class _Timer:
 
 
 def _ssl_train(args: List[str], log_file: Path, num_threads: int) -> None:
-    """Run ``python -m espnet2.bin.ssl_train ARGS`` with its output in ``log_file`` and
-    ``num_threads`` intra-op threads (ESPnet leaves torch's default: one per core, which on a
-    shared or small machine oversubscribes it: 8x slower steps were seen on 2 busy cores)."""
-    cmd = [sys.executable, "-m", "espnet2.bin.ssl_train", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": str(num_threads),
-           "MKL_NUM_THREADS": str(num_threads)}
-    logger.info(f"running: {' '.join(cmd)}  (log: {log_file})")
+    """ESPnet's SSL training (what ``python -m espnet2.bin.ssl_train ARGS`` runs), in this
+    process: one interpreter start and one ESPnet import serve stats, training and the probe.
+    ESPnet's log goes to ``log_file`` alone; torch runs ``num_threads`` intra-op threads (its
+    default, one per core, oversubscribes a shared or small machine: 8x slower steps were seen
+    on 2 busy cores)."""
+    import torch
+    from espnet2.tasks.ssl import SSLTask
+
+    logger.info(f"running espnet2.bin.ssl_train {' '.join(args)}  (log: {log_file})")
     with log_file.open("a", encoding="utf-8") as log:
-        log.write(f"# {' '.join(cmd)}\n")
-        log.flush()
-        res = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if res.returncode != 0:
+        log.write(f"# espnet2.bin.ssl_train {' '.join(args)}\n")
+    root = logging.getLogger()
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s"))
+    saved = (root.handlers[:], root.level, torch.get_num_threads())
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    torch.set_num_threads(num_threads)
+    failure = None
+    try:
+        SSLTask.main(cmd=args)
+    except SystemExit as e:  # ESPnet's parser rejecting an option
+        if e.code not in (0, None):
+            failure = f"exited with {e.code}"
+    except Exception as e:
+        logging.exception("ssl_train failed")  # the traceback goes to the log file
+        failure = f"failed: {type(e).__name__}: {e}"
+    finally:
+        root.handlers[:], level, threads = saved
+        root.setLevel(level)
+        torch.set_num_threads(threads)
+        handler.close()
+    if failure is not None:
         tail = log_file.read_text(encoding="utf-8", errors="replace").splitlines()[-30:]
-        raise PretrainError(
-            f"espnet2.bin.ssl_train exited with {res.returncode}; the end of {log_file}:\n"
-            + "\n".join(tail)
-        )
+        raise PretrainError(f"espnet2.bin.ssl_train {failure}; the end of {log_file}:\n"
+                            + "\n".join(tail))
 
 
 def _data_args(labels: Path, stats: Optional[Path]) -> List[str]:
@@ -208,7 +226,7 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
         resume: continue a run in ``out_dir`` (without it, a used ``out_dir`` is refused).
         extra_dirs: further sets to label (e.g. data/test, for probing), as labels/<name>/.
         max_epoch, num_iters_per_epoch: override the config's (e.g. for smoke runs).
-        num_threads: torch threads of the ESPnet processes (OMP_NUM_THREADS).
+        num_threads: torch intra-op threads while ESPnet trains.
     """
     want = hubert_num_classes(config)
     if num_clusters is not None and num_clusters != want:

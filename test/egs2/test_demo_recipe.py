@@ -45,8 +45,12 @@ def test_the_whole_demo_at_smoke_size(tmp_path):
     assert "|student|student|" in results, results[:2000]
     # the random student has the shape but no stacking history
     assert re.search(r"\|student_random\|random student\|[\d,]+\|-\|-\|-\|", results), results[:2000]
+    # one shared collect-stats pass; the two ASR runs went side by side (run.sh: --asr_nj 2)
+    assert (exp / "asr_stats_char/train/speech_shape").exists()
     for name in ("student", "student_random"):
+        assert "The training was finished" in (exp / f"asr_{name}/train.log").read_text()
         assert (exp / f"asr_{name}/decode_test/1best_recog/text").exists()
+    assert res.stderr.count("started ASR training on") == 2
 
 
 def test_unknown_option_is_refused():

@@ -133,17 +133,15 @@ stage_teacher() {
     stage_data_prep
     local extra=() dset probe_set
     for dset in ${test_sets}; do extra+=("${datadir}/${dset}"); done
+    # Then the evidence that it learned something layer-specific: linear probes and layer CKA
+    # against a random init of the same config, on held-out speakers (the first test set).
+    probe_set=${test_sets%% *}
     # --resume: a rerun skips finished labels and stats and continues ESPnet's training.
     # shellcheck disable=SC2086
     ${python} -m espnet2_stacking.bin.pretrain_teacher --config "${teacher_config}" \
         --data_dir "${datadir}/${train_set}" --valid_dir "${datadir}/${valid_set}" \
-        --extra_dirs "${extra[@]}" --out_dir "${teacher_dir}" --nj "${nj}" --resume ${teacher_args}
-    # Evidence that it learned something layer-specific: linear probes and layer CKA against
-    # a random init of the same config, on held-out speakers (the first test set).
-    probe_set=${test_sets%% *}
-    ${python} -m espnet2_stacking.bin.probe_teacher --teacher "${teacher}" \
-        --data_dir "${datadir}/${probe_set}" --labels "${teacher_dir}/labels/${probe_set}/text" \
-        --out_dir "${teacher_dir}/probe"
+        --extra_dirs "${extra[@]}" --out_dir "${teacher_dir}" --nj "${nj}" --resume \
+        --probe_dir "${datadir}/${probe_set}" ${teacher_args}
 }
 require_teacher() {
     [ -n "${teacher}" ] || { log "--teacher is required (a fairseq .pt, HF dir, ESPnet SSL .pth or random:...)"; exit 2; }

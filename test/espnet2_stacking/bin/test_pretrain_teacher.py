@@ -19,6 +19,10 @@ def test_help(capsys):
         with pytest.raises(SystemExit):
             module.main(["--help"])
     assert "--labels" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # its labels come from the extra dirs
+        pretrain_teacher.main(["--data_dir", "a", "--valid_dir", "b", "--config", "c",
+                               "--out_dir", "d", "--probe_dir", "data/test"])
+    assert "--probe_dir data/test must be one of --extra_dirs" in capsys.readouterr().err
 
 
 @pytest.mark.slow

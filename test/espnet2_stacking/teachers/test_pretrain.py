@@ -86,3 +86,17 @@ def test_teacher_configs_build_as_teachers(config, tmp_path):
     assert teacher.hidden_size == conf["encoder_conf"]["output_size"]
     assert args.normalize is None and args.token_type == "word"
     assert args.best_model_criterion == [["valid", "loss", "min"]]
+
+
+def test_espnet_failing_is_an_error_with_its_log_and_leaves_logging_as_it_was(tmp_path):
+    import logging
+
+    from espnet2_stacking.teachers.pretrain import _ssl_train
+
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    log = tmp_path / "train.log"
+    with pytest.raises(PretrainError, match=r"ssl_train exited with 2; the end of .*train.log"):
+        _ssl_train(["--no_such_option", "1"], log, 1)
+    assert "# espnet2.bin.ssl_train --no_such_option 1" in log.read_text()
+    assert (root.handlers[:], root.level) == before
