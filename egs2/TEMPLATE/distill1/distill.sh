@@ -269,17 +269,11 @@ check_texts() {  # characters the token list lacks become <unk>: count them, fai
     ${python} -m espnet2_stacking.bin.check_text --token_list "$(token_dir)/tokens.txt" "${texts[@]}"
 }
 
-asr_stats_dir() {  # ASR_DIR -> where its collect-stats output lives
+asr_stats_per_upstream() {  # true: each upstream needs its own collect-stats pass
     # Without feature extraction in collect stats (model_conf.extract_feats_in_collect_stats:
     # false, so no global_mvn statistics), the pass only measures shapes, the same for every
-    # upstream: one shared pass. Otherwise each upstream gets its own.
-    local per_upstream
-    per_upstream=$(${python} -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; print(str((c.get("model_conf") or {}).get("extract_feats_in_collect_stats", True)).lower())' "${asr_config}")
-    if [ "${per_upstream}" = true ]; then
-        echo "$1/stats"
-    else
-        echo "${expdir}/asr_stats_$(basename "$(token_dir)")"
-    fi
+    # upstream: one shared pass.
+    ${python} -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; print(str((c.get("model_conf") or {}).get("extract_feats_in_collect_stats", True)).lower())' "${asr_config}"
 }
 
 stage_asr_train() {
@@ -290,7 +284,7 @@ stage_asr_train() {
         log "--asr_nj ${asr_nj} with --ngpu ${ngpu}: parallel ASR trainings would share the GPUs; use --asr_nj 1"
         exit 2
     fi
-    local name spec asr_dir stats data opts=() dist_opts=() names=() specs=() tag d i threads
+    local name spec asr_dir stats data opts=() dist_opts=() names=() specs=() stats_dirs=() tag d i threads
     [ "${ngpu}" -gt 1 ] && dist_opts+=(--multiprocessing_distributed true)
     for name in ${asr_upstreams}; do
         spec=$(asr_upstream_spec "${name}")
@@ -305,8 +299,17 @@ stage_asr_train() {
                --${tag}_data_path_and_name_and_type "${datadir}/${d}/text,text,text")
     done
     # Shapes (and feature statistics for global_mvn) come from ESPnet's collect-stats pass.
+    local per_upstream; per_upstream=$(asr_stats_per_upstream)
     for i in "${!names[@]}"; do
-        stats=$(asr_stats_dir "${expdir}/asr_${names[$i]}")
+        if [ "${per_upstream}" = true ]; then
+            stats_dirs+=("${expdir}/asr_${names[$i]}/stats")
+        else
+            stats_dirs+=("${expdir}/asr_stats_$(basename "$(token_dir)")")
+        fi
+    done
+    for i in "${!names[@]}"; do
+        stats=${stats_dirs[$i]}
+        [ "${i}" -gt 0 ] && [ "${stats}" = "${stats_dirs[0]}" ] && continue  # shared: done once
         if [ -s "${stats}/valid/speech_shape" ]; then
             log "${stats} exists: collect-stats skipped"
             continue
@@ -324,7 +327,7 @@ stage_asr_train() {
     threads=$(split_threads "$(( asr_nj < ${#names[@]} ? asr_nj : ${#names[@]} ))")
     for i in "${!names[@]}"; do
         asr_dir="${expdir}/asr_${names[$i]}"
-        stats=$(asr_stats_dir "${asr_dir}")
+        stats=${stats_dirs[$i]}
         # shellcheck disable=SC2046
         opts=(--config "${asr_config}" --frontend_conf "upstream=${specs[$i]}" $(token_opts) "${data[@]}")
         [ "$(asr_config_get normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
