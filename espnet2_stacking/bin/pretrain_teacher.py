@@ -42,7 +42,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_kmeans_frames", type=int, default=200000,
                         help="Frames sampled for k-means")
     parser.add_argument("--num_threads", type=int, default=1,
-                        help="torch threads of the ESPnet training (OMP_NUM_THREADS); more "
+                        help="torch threads of the ESPnet training (and the probe); more "
                              "than the free cores slows it down many times")
     parser.add_argument("--probe_dir", type=Path, default=None,
                         help="One of --extra_dirs: probe the teacher on it afterwards against a "
@@ -67,19 +67,15 @@ def main(cmd: Optional[List[str]] = None) -> None:
         num_threads=args.num_threads,
     )
     print(f"pretrain_teacher: {model}")
-    if args.probe_dir is not None:
-        import torch
+    if args.probe_dir is not None:  # bin/probe_teacher, in this process
+        from espnet2_stacking.bin import probe_teacher
 
-        from espnet2_stacking.teachers.probe import format_table, probe_teacher
-
-        probe_out = args.out_dir / "probe"
-        torch.set_num_threads(args.num_threads)
-        result = probe_teacher(model, args.probe_dir,
-                               args.out_dir / "labels" / args.probe_dir.name / "text", probe_out,
-                               seed=args.seed)
-        print(format_table(result))
-        print(f"pretrain_teacher: {probe_out / 'probe.json'}, {probe_out / 'probe.png'}")
-
+        probe_teacher.main([
+            "--teacher", str(model), "--data_dir", str(args.probe_dir),
+            "--labels", str(args.out_dir / "labels" / args.probe_dir.name / "text"),
+            "--out_dir", str(args.out_dir / "probe"), "--seed", str(args.seed),
+            "--num_threads", str(args.num_threads),
+        ])
 
 if __name__ == "__main__":
     main()
