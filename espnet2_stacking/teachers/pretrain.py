@@ -73,6 +73,15 @@ def hubert_num_classes(config: Path) -> int:
     return int(losses[0]["conf"]["num_classes"])
 
 
+@typechecked
+def _logging_defaults(config: Path) -> List[str]:
+    """ESPnet's SSL task logs to tensorboard unless told not to, and tensorboard is not among
+    this project's requirements: off, unless the config asks for it."""
+    with config.open(encoding="utf-8") as f:
+        conf = yaml.safe_load(f) or {}
+    return [] if "use_tensorboard" in conf else ["--use_tensorboard", "false"]
+
+
 class _Timer:
     """Logs a sub-step's wall time and appends it to ``times.tsv``."""
 
@@ -249,7 +258,7 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
                     max_kmeans_frames=max_kmeans_frames)
 
     common = ["--config", str(config), "--ngpu", "0", "--seed", str(seed),
-              "--token_list", str(labels / TOKENS)]
+              "--token_list", str(labels / TOKENS), *_logging_defaults(config)]
     overrides = []
     if max_epoch is not None:
         overrides += ["--max_epoch", str(max_epoch)]

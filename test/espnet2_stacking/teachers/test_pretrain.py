@@ -16,6 +16,7 @@ from conftest import write_data_dir
 
 SMOKE = Path(__file__).parents[3] / "egs2/demo/distill1/conf/teacher_hubert_smoke.yaml"
 DEMO = SMOKE.with_name("teacher_hubert_demo.yaml")
+BENCH = Path(__file__).parents[3] / "bench/conf/teacher_hubert_6x128.yaml"
 
 
 def test_configs_name_their_clusters():
@@ -23,9 +24,13 @@ def test_configs_name_their_clusters():
     assert hubert_num_classes(DEMO) == 64
 
 
-def test_demo_teacher_fits_the_demo_distillation():
-    conf = yaml.safe_load(DEMO.read_text())
-    distill = yaml.safe_load(DEMO.with_name("distill_interleaved_eql.yaml").read_text())
+@pytest.mark.parametrize("teacher, distill", [
+    (DEMO, DEMO.with_name("distill_interleaved_eql.yaml")),
+    (BENCH, BENCH.with_name("distill_6x64_from_6x128.yaml")),
+], ids=["demo", "bench"])
+def test_the_teacher_fits_its_distillation(teacher, distill):
+    conf = yaml.safe_load(teacher.read_text())
+    distill = yaml.safe_load(distill.read_text())
     assert conf["encoder_conf"]["output_size"] == distill["teacher_hidden_size"]
     assert conf["encoder_conf"]["num_blocks"] == distill["teacher_num_layers"]
     assert conf["frontend_conf"]["shapes"] == distill["frontend_conf"]["shapes"]
@@ -69,7 +74,7 @@ def test_labels_are_made_once_and_skipped_after(tmp_path, caplog):
     assert (labels / "train" / "text").stat().st_mtime_ns == stamp
 
 
-@pytest.mark.parametrize("config", [SMOKE, DEMO], ids=lambda p: p.name)
+@pytest.mark.parametrize("config", [SMOKE, DEMO, BENCH], ids=lambda p: p.name)
 def test_teacher_configs_build_as_teachers(config, tmp_path):
     from espnet2.tasks.ssl import SSLTask
 
@@ -86,6 +91,19 @@ def test_teacher_configs_build_as_teachers(config, tmp_path):
     assert teacher.hidden_size == conf["encoder_conf"]["output_size"]
     assert args.normalize is None and args.token_type == "word"
     assert args.best_model_criterion == [["valid", "loss", "min"]]
+
+
+def test_tensorboard_is_off_unless_the_config_asks(tmp_path):
+    """ESPnet's SSL task defaults to tensorboard, which is not installed with this project."""
+    from espnet2_stacking.teachers.pretrain import _logging_defaults
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("\n".join(line for line in SMOKE.read_text().splitlines()
+                               if not line.startswith("use_tensorboard")))
+    assert _logging_defaults(plain) == ["--use_tensorboard", "false"]
+    asks = tmp_path / "asks.yaml"
+    asks.write_text(plain.read_text() + "\nuse_tensorboard: true\n")
+    assert _logging_defaults(asks) == []
 
 
 def test_espnet_failing_is_an_error_with_its_log_and_leaves_logging_as_it_was(tmp_path):
