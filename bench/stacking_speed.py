@@ -2,7 +2,9 @@
 """How much faster is stacking, at what cost in quality? One invocation, same data, seed and
 number of updates for every run.
 
-Example (after the demo recipe's stages 0-2, `./run.sh --stop_stage 2`):
+The bench's default setting, from a fresh clone: bench/run_cpu.sh (it prepares the teacher
+and the dump, then runs this, layer_similarity.py and step_profile.py). By hand, after the demo
+recipe's stages 0-2 (`./run.sh --stop_stage 2`):
     D=egs2/demo/distill1
     tools/venv/bin/python bench/stacking_speed.py --base_config $D/conf/distill_interleaved_eql.yaml \
         --data_dir $D/data --dump_dir $D/dump --teacher $D/exp/teacher/model.pth \
@@ -11,10 +13,12 @@ Example (after the demo recipe's stages 0-2, `./run.sh --stop_stage 2`):
 Runs `none` (full depth from the start), interleaved EQL and PROP-1, gradual EQL and MIDAS EQL,
 each with dumped targets and with the online teacher (--teacher_modes). For each run:
 - train seconds (the trainer's own clock: data loading, forward, backward, optimizer; not
-  start-up or validation) and the speed-up against `none` in the same teacher mode;
+  start-up or validation) and the speed-up against `none` in the same teacher mode (`none`
+  runs first and again last, --bracket_none: against the mean of the two, their difference
+  is the machine's drift, printed);
 - the ideal speed-up: 1 / ((1 - f) + f r), r the schedule's share of layer-updates (62.5 % for
   EQL 3/6/9/12) and f the measured share of a full-depth step spent in the growing layers
-  (a line fitted to seconds per update against depth over the stacking runs' stages);
+  (fitted to the time of each stacking epoch over the same epoch of `none`, same batches);
 - the final validation loss of the full-depth student (ESPnet's valid loss, last epoch);
 - hours of audio processed per hour of training;
 - where a step's time goes (ESPnet's own per-iteration timers: data loading, forward
@@ -33,6 +37,7 @@ import time
 from pathlib import Path
 
 import yaml
+from espnet2.utils.types import str2bool
 
 METHODS = {
     "none": dict(stacking_method="none", alignment_mode="l2l_proportional", full_depth_only=True),
@@ -54,6 +59,12 @@ def get_parser():
     p.add_argument("--updates", type=int, default=150, help="Updates per run")
     p.add_argument("--curve_points", type=int, default=5,
                    help="Validation passes per run (epochs of updates / curve_points updates)")
+    p.add_argument("--frozen_teacher_cnn", type=str2bool, default=False,
+                   help="Every run's CNN starts as the teacher's (--init_from_teacher) and stays "
+                        "frozen (freeze_param: frontend): no CNN backward, a fixed cost less")
+    p.add_argument("--bracket_none", type=str2bool, default=True,
+                   help="Train none again after the other methods: speed-ups are against the "
+                        "mean of its two runs, and their difference shows the machine's drift")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--name", default="bench")
@@ -61,8 +72,11 @@ def get_parser():
     return p
 
 
-def run_config(base: dict, method: str, updates: int, seed: int, points: int = 1) -> dict:
+def run_config(base: dict, method: str, updates: int, seed: int, points: int = 1,
+               frozen_cnn: bool = False) -> dict:
     conf = dict(base)
+    if frozen_cnn:
+        conf["freeze_param"] = ["frontend"]
     spec = dict(METHODS[method])
     if spec.pop("full_depth_only", False):
         conf["stacking_depths"] = [conf["stacking_depths"][-1]]
@@ -116,6 +130,8 @@ def train(conf: dict, args, mode: str, out: Path) -> dict:
                 cmd += [f"--{tag}_data_path_and_name_and_type", f"{args.dump_dir}/{split}/layer_{t}.scp,target_{t},npy"]
     if mode == "online":
         cmd += ["--teacher", args.teacher]
+    if args.frozen_teacher_cnn:
+        cmd += ["--init_from_teacher", args.teacher]
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -127,6 +143,7 @@ def train(conf: dict, args, mode: str, out: Path) -> dict:
     return {"wall_seconds": round(wall, 2), "train_seconds": summary["total_seconds"],
             "stage_seconds": summary["stage_seconds"], "stage_depths": summary["stage_depths"],
             "valid_loss": last_loss, "updates": summary["updates"], "curve": curve,
+            "epoch_seconds": [round(b - a, 3) for a, b in zip([0.0] + [c[0] for c in curve], [c[0] for c in curve])],
             "step_profile": profile}
 
 
@@ -147,7 +164,8 @@ def plot(results: dict, path: Path) -> None:
         ax.set(title=f"{mode} targets", xlabel="training seconds", ylabel="validation loss")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"{results['updates']} updates per run on {results['machine']}")
+    frozen = ", the teacher's CNN frozen" if results.get("frozen_teacher_cnn") else ""
+    fig.suptitle(f"{results['updates']} updates per run on {results['machine']}{frozen}")
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=100)
@@ -155,26 +173,34 @@ def plot(results: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def layer_share(runs: list, full_depth: int) -> float:
-    """f: share of a full-depth update's time spent in the growing layers, from a
-    least-squares line through (depth, seconds per update) of every stacking stage."""
-    points = []
+def epoch_depths(plan, epochs: int) -> list:
+    """The update-weighted mean depth of each epoch (a growth may fall inside one)."""
+    per_update = [d for n, d in zip(plan.stage_lengths, plan.depths) for _ in range(n)]
+    size = len(per_update) // epochs
+    return [sum(per_update[e * size:(e + 1) * size]) / size for e in range(epochs)]
+
+
+def layer_share(runs: list, reference: list, full_depth: int) -> float:
+    """f: share of a full-depth update's time spent in the growing layers.
+
+    Epoch e of every run trains on the same batches (same seed), so the ratio of a stacking
+    run's epoch time to `none`'s epoch time is (1 - f) + f * depth_e / full_depth, whatever
+    those batches cost; f is the least-squares fit of that line over every stacking epoch.
+    (Fitting seconds per update against depth across stages instead mixes in how long each
+    stage's utterances are.)"""
+    num = den = 0.0
     for r in runs:
-        lengths = r["stage_updates"]
-        for depth, secs, n in zip(r["stage_depths"], r["stage_seconds"], lengths):
-            points.append((depth, secs / n))
-    if len({d for d, _ in points}) < 2:
-        return float("nan")
-    n = len(points)
-    mx = sum(d for d, _ in points) / n
-    my = sum(t for _, t in points) / n
-    slope = sum((d - mx) * (t - my) for d, t in points) / sum((d - mx) ** 2 for d, _ in points)
-    fixed = my - slope * mx
-    return slope * full_depth / (fixed + slope * full_depth)
+        for secs, ref, depth in zip(r["epoch_seconds"], reference, r["epoch_depths"]):
+            x = depth / full_depth - 1
+            num += (secs / ref - 1) * x
+            den += x * x
+    return num / den if den else float("nan")
 
 
 def main():
     args = get_parser().parse_args()
+    if args.teacher is None and ("online" in args.teacher_modes or args.frozen_teacher_cnn):
+        raise SystemExit("--teacher is needed for online runs and --frozen_teacher_cnn")
     from espnet2_stacking.stacking import plan_stacking
 
     base = yaml.safe_load(args.base_config.read_text())
@@ -184,28 +210,44 @@ def main():
     # audio one update sees: batch_size utterances, each cut to at most crop_max_samples
     update_hours = base["batch_size"] * sum(min(n, crop) for n in lengths) / len(lengths) / 16000 / 3600
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "updates": args.updates,
-               "base_config": str(args.base_config), "runs": {}}
+               "base_config": str(args.base_config), "frozen_teacher_cnn": args.frozen_teacher_cnn,
+               "runs": {}}
+    methods = args.methods.split(",")
+    if "none" not in methods:
+        raise SystemExit("--methods must include none: every speed-up is measured against it")
+    # none first and, to see the machine drift, once more at the end: speed-ups are against
+    # the mean of the two
+    order = ["none"] + [m for m in methods if m != "none"] + (["none_again"] if args.bracket_none else [])
     for mode in args.teacher_modes.split(","):
-        for method in args.methods.split(","):
-            conf = run_config(base, method, args.updates, args.seed, args.curve_points)
-            print(f"[bench] {mode} {method} ...", file=sys.stderr, flush=True)
-            r = train(conf, args, mode, args.work_dir / args.name / f"{mode}_{method}")
+        for key in order:
+            method = "none" if key == "none_again" else key
+            conf = run_config(base, method, args.updates, args.seed, args.curve_points,
+                              args.frozen_teacher_cnn)
+            print(f"[bench] {mode} {key} ...", file=sys.stderr, flush=True)
+            r = train(conf, args, mode, args.work_dir / args.name / f"{mode}_{key}")
             plan = plan_stacking(conf["stacking_method"], conf["stacking_depths"],
                                  schedule=conf.get("stacking_schedule", "eql"), total_updates=args.updates,
                                  mode=conf["alignment_mode"], targets=conf["target_layers"],
                                  teacher_layers=conf["teacher_num_layers"],
                                  block_size=conf.get("stacking_block_size"))
             r["stage_updates"] = list(plan.stage_lengths)
+            r["epoch_depths"] = epoch_depths(plan, args.curve_points)
             full = conf["stacking_depths"][-1]
             r["layer_ratio"] = sum(n * d for n, d in zip(plan.stage_lengths, plan.depths)) / (args.updates * full)
-            results["runs"][f"{mode}/{method}"] = r
+            results["runs"][f"{mode}/{key}"] = r
     for mode in args.teacher_modes.split(","):
         runs = {k.split("/")[1]: v for k, v in results["runs"].items() if k.startswith(mode + "/")}
-        stacking = [v for m, v in runs.items() if m != "none"]
-        f = layer_share(stacking, base["stacking_depths"][-1])
+        refs = [runs[k] for k in ("none", "none_again") if k in runs]
+        ref_seconds = sum(r["train_seconds"] for r in refs) / len(refs)
+        ref_epochs = [sum(e) / len(refs) for e in zip(*(r["epoch_seconds"] for r in refs))]
+        if len(refs) == 2:
+            drift = (refs[1]["train_seconds"] - refs[0]["train_seconds"]) / ref_seconds
+            results[f"{mode}_none_drift"] = round(drift, 4)
+        stacking = [v for m, v in runs.items() if m not in ("none", "none_again")]
+        f = layer_share(stacking, ref_epochs, base["stacking_depths"][-1])
         results[f"{mode}_layer_share"] = round(f, 4)
         for m, v in runs.items():
-            v["speedup"] = round(runs["none"]["train_seconds"] / v["train_seconds"], 3)
+            v["speedup"] = round(ref_seconds / v["train_seconds"], 3)
             v["ideal_speedup"] = round(1 / ((1 - f) + f * v["layer_ratio"]), 3)
             v["share_of_ideal"] = round((v["speedup"] - 1) / (v["ideal_speedup"] - 1), 3) if v["ideal_speedup"] > 1 else None
             v["audio_hours_per_hour"] = round(update_hours * v["updates"] / (v["train_seconds"] / 3600), 1)
@@ -221,6 +263,10 @@ def main():
     for k, v in results["runs"].items():
         p = v["step_profile"]
         print(f"{k:<26}" + "".join(f"{1000 * p[part]:>{w}.1f}" for part, w in zip(STEP_PARTS, (9, 9, 9, 8))))
+    for mode in args.teacher_modes.split(","):
+        drift = results.get(f"{mode}_none_drift")
+        print(f"{mode}: layer share f = {results[f'{mode}_layer_share']}"
+              + ("" if drift is None else f", none's second run {100 * drift:+.1f} % against its first"))
     print(f"-> {out} and {out.with_suffix('.png')}")
 
 

@@ -5,10 +5,10 @@ pre-encoder, the positional convolution, the transformer layers, the rest of the
 and loss), backward, and the optimizer step (clipping included). Dumped and online targets.
 
 Example (after bench/run_cpu.sh, which leaves the teacher and the dump in bench/work):
-    P=bench/work/cpu_default_teacher D=egs2/demo/distill1/data
+    P=bench/work/teacher_6x128 D=egs2/demo/distill1/data
     tools/venv/bin/python bench/step_profile.py --config bench/conf/distill_6x64_from_6x128.yaml \
         --data_dir $D/train --dump_dir $P/dump/train --teacher $P/exp/teacher/model.pth \
-        --name cpu_default
+        --name cpu_cnn_trained
 
 The student runs in training mode with the config's batches and crops, exactly as
 distill_train builds them (DistillTask); it grows through the plan's depths with the plan's own
@@ -26,6 +26,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
+from espnet2.utils.types import str2bool
 
 HOOKED = ("teacher", "cnn", "preencoder", "pos_conv", "layers")
 PARTS = ("data",) + HOOKED + ("heads_loss", "backward", "optimizer")
@@ -38,6 +39,9 @@ def get_parser():
     p.add_argument("--dump_dir", type=Path, default=None, help="Its dumped targets (layer_<t>.scp)")
     p.add_argument("--teacher", default=None, help="Teacher spec for the online mode")
     p.add_argument("--teacher_dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    p.add_argument("--frozen_teacher_cnn", type=str2bool, default=False,
+                   help="The student's CNN starts as the teacher's and stays frozen (as "
+                        "stacking_speed.py --frozen_teacher_cnn)")
     p.add_argument("--modes", default="dump,online")
     p.add_argument("--steps", type=int, default=10, help="Timed steps per depth")
     p.add_argument("--warmup", type=int, default=2, help="Untimed steps per depth")
@@ -91,7 +95,6 @@ class StepTimer:
 def build(args, mode: str):
     """DistillTask's model, optimizer and training iterator, as distill_train builds them."""
     from espnet2.train.distributed_utils import DistributedOption
-    from espnet2.utils.build_dataclass import build_dataclass
 
     from espnet2_stacking.tasks.distill import DistillTask
 
@@ -109,16 +112,19 @@ def build(args, mode: str):
         for t in conf["target_layers"]:
             argv += ["--train_data_path_and_name_and_type", f"{args.dump_dir}/layer_{t}.scp,target_{t},npy"]
     else:
-        if args.teacher is None:
-            raise SystemExit("--modes online needs --teacher")
         argv += ["--teacher", args.teacher, "--teacher_dtype", args.teacher_dtype]
+    if args.frozen_teacher_cnn:
+        argv += ["--init_from_teacher", args.teacher, "--freeze_param", "frontend"]
     task_args = DistillTask.get_parser().parse_args(argv)
     device = torch.device("cuda" if args.ngpu > 0 else "cpu")
     model = DistillTask.build_model(task_args).to(device)
+    for prefix in task_args.freeze_param:  # what ESPnet's main_worker does with --freeze_param
+        for name, param in model.named_parameters():
+            if name == prefix or name.startswith(prefix + "."):
+                param.requires_grad_(False)
     optimizer = DistillTask.build_optimizers(task_args, model)[0]
-    option = build_dataclass(DistributedOption, task_args)
-    option.init_options()
-    factory = DistillTask.build_iter_factory(task_args, option, mode="train")
+    # one process, no process group: the defaults are ESPnet's single-process options
+    factory = DistillTask.build_iter_factory(task_args, DistributedOption(), mode="train")
     return task_args, model, optimizer, factory, device
 
 
@@ -184,7 +190,10 @@ def profile_mode(args, mode: str) -> dict:
 
 def main():
     args = get_parser().parse_args()
+    if args.teacher is None and ("online" in args.modes or args.frozen_teacher_cnn):
+        raise SystemExit("--teacher is needed for --modes online and --frozen_teacher_cnn")
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "config": str(args.config),
+               "frozen_teacher_cnn": args.frozen_teacher_cnn,
                "device": "cuda" if args.ngpu > 0 else "cpu", "steps": args.steps, "modes": {}}
     for mode in args.modes.split(","):
         results["modes"][mode] = profile_mode(args, mode)

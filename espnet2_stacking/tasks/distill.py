@@ -304,8 +304,9 @@ class DistillTask(AbsTask):
         if teacher is None or args.init_from_teacher != args.teacher:
             teacher = load_teacher(args.init_from_teacher)
         if not hasattr(teacher, "cnn_state_dict"):
-            raise ValueError(f"--init_from_teacher {args.init_from_teacher}: only torchaudio-based "
-                             "teachers (fairseq, unilm, Hugging Face, random) carry a CNN to copy")
+            raise ValueError(f"--init_from_teacher {args.init_from_teacher}: this teacher has no "
+                             "CNN to copy (fairseq, unilm, Hugging Face, random and ESPnet SSL "
+                             "teachers do)")
         state = teacher.cnn_state_dict()
         mine = model.frontend.state_dict()
         wrong = sorted(set(state) ^ set(mine)) + [

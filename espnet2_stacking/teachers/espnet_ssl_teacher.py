@@ -19,7 +19,7 @@ utterance normalisation and before any positional convolution, attention masks.
 
 import logging
 from pathlib import Path
-from typing import List, Tuple
+from typing import Dict, List, Tuple
 
 import humanfriendly
 import torch
@@ -88,6 +88,10 @@ class ESPnetSSLTeacher(AbsTeacher):
             dtype=dtype,
             normalize=normalize,
         )
+
+    def cnn_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The CNN's weights for a student's frontend: the same ESPnet class, the same names."""
+        return {k: v.detach().float().clone() for k, v in self._module.frontend.state_dict().items()}
 
     def _hidden_states(
         self, wavs: torch.Tensor, lengths: torch.Tensor, num_layers: int

@@ -109,3 +109,27 @@ def test_config_must_be_beside_the_model_and_at_16k(ssl_model, tmp_path):
     eight_k = write_ssl_model(tmp_path / "8k", fs="8k")
     with pytest.raises(ValueError, match="fs=8000.*16000 Hz"):
         load_teacher(str(eight_k))
+
+
+def test_a_student_cnn_initialised_from_it_computes_its_cnn(ssl_model, tmp_path):
+    """--init_from_teacher with an ESPnet SSL teacher (the demo's kind): the student's frontend
+    is the teacher's CNN, output for output; a CNN of another shape is refused."""
+    from conftest import write_config
+
+    from espnet2_stacking.tasks.distill import DistillTask
+
+    argv = ["--config", str(write_config(tmp_path / "c.yaml")), "--output_dir", str(tmp_path / "x"),
+            "--init_from_teacher", str(ssl_model)]
+    model = DistillTask.build_model(DistillTask.get_parser().parse_args(argv)).eval()
+    espnet = load_teacher(str(ssl_model))._module
+    wav = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([8000, 6000])
+    with torch.no_grad():
+        ours, ours_lengths = model.frontend(wav, lengths)
+        theirs, their_lengths = espnet.frontend(wav, lengths)
+    assert torch.equal(ours, theirs) and torch.equal(ours_lengths, their_lengths)
+
+    wider = write_ssl_model(tmp_path / "wider", shapes=[[24, 10, 5]] + [[24, 3, 2]] * 4 + [[24, 2, 2]] * 2)
+    argv[-1] = str(wider)
+    with pytest.raises(ValueError, match="does not fit the student's frontend"):
+        DistillTask.build_model(DistillTask.get_parser().parse_args(argv))
