@@ -161,7 +161,7 @@ def plot(results: dict, path: Path) -> None:
             if key.startswith(mode + "/"):
                 xs, ys = zip(*run["curve"])
                 ax.plot(xs, ys, marker="o", label=key.split("/")[1])
-        ax.set(title=f"{mode} targets", xlabel="training seconds", ylabel="validation loss")
+        ax.set(title=f"{mode} targets", xlabel="training seconds", ylabel="validation loss", yscale="log")
         ax.grid(alpha=0.3)
         ax.legend()
     frozen = ", the teacher's CNN frozen" if results.get("frozen_teacher_cnn") else ""
