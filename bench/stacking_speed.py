@@ -72,11 +72,8 @@ def get_parser():
     return p
 
 
-def run_config(base: dict, method: str, updates: int, seed: int, points: int = 1,
-               frozen_cnn: bool = False) -> dict:
+def run_config(base: dict, method: str, updates: int, seed: int, points: int = 1) -> dict:
     conf = dict(base)
-    if frozen_cnn:
-        conf["freeze_param"] = ["frontend"]
     spec = dict(METHODS[method])
     if spec.pop("full_depth_only", False):
         conf["stacking_depths"] = [conf["stacking_depths"][-1]]
@@ -117,21 +114,34 @@ def curve_and_profile(exp: Path):
     return curve, curve[-1][1], profile
 
 
+def distill_args(splits: dict, targets: list, mode: str, teacher, frozen_cnn: bool) -> list:
+    """distill_train's data and teacher options (shared with step_profile.py).
+
+    splits: {"train" or "valid": (Kaldi data dir, its dump dir)}; the dump is read in dump mode.
+    """
+    args = []
+    for tag, (data, dump) in splits.items():
+        args += [f"--{tag}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
+                 f"--{tag}_shape_file", f"{data}/utt2num_samples"]
+        if mode == "dump":
+            for t in targets:
+                args += [f"--{tag}_data_path_and_name_and_type", f"{dump}/layer_{t}.scp,target_{t},npy"]
+    if mode == "online":
+        args += ["--teacher", teacher]
+    if frozen_cnn:
+        # DistilHuBERT's start (the teacher's CNN), kept by ESPnet's own freeze_param
+        args += ["--init_from_teacher", teacher, "--freeze_param", "frontend"]
+    return args
+
+
 def train(conf: dict, args, mode: str, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.in.yaml").write_text(yaml.safe_dump(conf))
     cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", "--config", str(out / "config.in.yaml"),
            "--output_dir", str(out / "exp"), "--ngpu", str(args.ngpu), "--use_matplotlib", "false"]
-    for tag, split in (("train", "train"), ("valid", "dev")):
-        d = args.data_dir / split
-        cmd += [f"--{tag}_data_path_and_name_and_type", f"{d}/wav.scp,speech,sound", f"--{tag}_shape_file", f"{d}/utt2num_samples"]
-        if mode == "dump":
-            for t in conf["target_layers"]:
-                cmd += [f"--{tag}_data_path_and_name_and_type", f"{args.dump_dir}/{split}/layer_{t}.scp,target_{t},npy"]
-    if mode == "online":
-        cmd += ["--teacher", args.teacher]
-    if args.frozen_teacher_cnn:
-        cmd += ["--init_from_teacher", args.teacher]
+    splits = {tag: (args.data_dir / split, None if args.dump_dir is None else args.dump_dir / split)
+              for tag, split in (("train", "train"), ("valid", "dev"))}
+    cmd += distill_args(splits, conf["target_layers"], mode, args.teacher, args.frozen_teacher_cnn)
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -221,8 +231,7 @@ def main():
     for mode in args.teacher_modes.split(","):
         for key in order:
             method = "none" if key == "none_again" else key
-            conf = run_config(base, method, args.updates, args.seed, args.curve_points,
-                              args.frozen_teacher_cnn)
+            conf = run_config(base, method, args.updates, args.seed, args.curve_points)
             print(f"[bench] {mode} {key} ...", file=sys.stderr, flush=True)
             r = train(conf, args, mode, args.work_dir / args.name / f"{mode}_{key}")
             plan = plan_stacking(conf["stacking_method"], conf["stacking_depths"],

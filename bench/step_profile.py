@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from espnet2.utils.types import str2bool
 
+from stacking_speed import distill_args  # bench/ is the script's directory
+
 HOOKED = ("teacher", "cnn", "preencoder", "pos_conv", "layers")
 PARTS = ("data",) + HOOKED + ("heads_loss", "backward", "optimizer")
 
@@ -100,21 +102,15 @@ def build(args, mode: str):
 
     import yaml
 
-    conf = yaml.safe_load(args.config.read_text())
+    if mode == "dump" and args.dump_dir is None:
+        raise SystemExit("--modes dump needs --dump_dir")
+    targets = yaml.safe_load(args.config.read_text())["target_layers"]
+    # ESPnet wants a valid set to parse; only the training iterator is built
+    splits = {tag: (args.data_dir, args.dump_dir) for tag in ("train", "valid")}
     argv = ["--config", str(args.config), "--output_dir", "/nonexistent", "--ngpu", str(args.ngpu),
-            "--train_data_path_and_name_and_type", f"{args.data_dir}/wav.scp,speech,sound",
-            "--train_shape_file", f"{args.data_dir}/utt2num_samples",
-            "--valid_data_path_and_name_and_type", f"{args.data_dir}/wav.scp,speech,sound",
-            "--valid_shape_file", f"{args.data_dir}/utt2num_samples"]
-    if mode == "dump":
-        if args.dump_dir is None:
-            raise SystemExit("--modes dump needs --dump_dir")
-        for t in conf["target_layers"]:
-            argv += ["--train_data_path_and_name_and_type", f"{args.dump_dir}/layer_{t}.scp,target_{t},npy"]
-    else:
-        argv += ["--teacher", args.teacher, "--teacher_dtype", args.teacher_dtype]
-    if args.frozen_teacher_cnn:
-        argv += ["--init_from_teacher", args.teacher, "--freeze_param", "frontend"]
+            *distill_args(splits, targets, mode, args.teacher, args.frozen_teacher_cnn)]
+    if mode == "online":
+        argv += ["--teacher_dtype", args.teacher_dtype]
     task_args = DistillTask.get_parser().parse_args(argv)
     device = torch.device("cuda" if args.ngpu > 0 else "cpu")
     model = DistillTask.build_model(task_args).to(device)

@@ -34,12 +34,20 @@ def test_layer_share_recovers_f_whatever_each_epoch_costs():
     assert math.isnan(stacking_speed.layer_share([run([6, 6, 6, 6])], reference, full))
 
 
-def test_run_config_freezes_the_cnn_only_when_asked():
+def test_run_config_and_the_frozen_cnn_options():
     base = {"stacking_depths": [2, 4, 6]}
     plain = stacking_speed.run_config(base, "none", 300, 0, 6)
     assert plain["stacking_depths"] == [6] and "freeze_param" not in plain
     assert plain["num_iters_per_epoch"] == 50 and plain["max_epoch"] == 6
-    frozen = stacking_speed.run_config(base, "interleaved_eql", 300, 0, 6, frozen_cnn=True)
-    assert frozen["freeze_param"] == ["frontend"] and frozen["stacking_depths"] == [2, 4, 6]
+    stacked = stacking_speed.run_config(base, "interleaved_eql", 300, 0, 6)
+    assert stacked["stacking_depths"] == [2, 4, 6] and "freeze_param" not in stacked
     with pytest.raises(SystemExit, match="multiple of --curve_points"):
         stacking_speed.run_config(base, "none", 301, 0, 6)
+
+    splits = {"train": (Path("d/train"), Path("x/train")), "valid": (Path("d/dev"), Path("x/dev"))}
+    dumped = stacking_speed.distill_args(splits, [3, 6], "dump", "t.pth", frozen_cnn=False)
+    assert "x/dev/layer_6.scp,target_6,npy" in dumped and "--teacher" not in dumped
+    assert "--freeze_param" not in dumped and "--init_from_teacher" not in dumped
+    frozen = stacking_speed.distill_args(splits, [3, 6], "online", "t.pth", frozen_cnn=True)
+    assert not any("layer_" in a for a in frozen)
+    assert frozen[-6:] == ["--teacher", "t.pth", "--init_from_teacher", "t.pth", "--freeze_param", "frontend"]
