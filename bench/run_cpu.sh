@@ -3,9 +3,10 @@
 # a 2-core CPU; README "Results" quotes its output):
 #   1. the demo recipe's stages 0-2 (egs2/demo/distill1): the espeak-ng corpus, a 6 x 128
 #      HuBERT-style teacher pretrained on it (conf/teacher_hubert_6x128.yaml), its dumped
-#      targets for the student of conf/distill_6x64_from_6x128.yaml;
+#      targets for the student of conf/distill_6x64_from_6x128.yaml and its CNN's output;
 #   then for each student CNN in --cnn (trained: the paper's setting, the CNN trains with the
-#   student; frozen: the CNN starts as the teacher's and stays frozen, no CNN backward):
+#   student; frozen: the CNN is the teacher's and stays frozen, no CNN backward, and the
+#   dumped-target runs read its output from the dump instead of recomputing it):
 #   2. stacking_speed.py: none, interleaved EQL / PROP-1, gradual EQL and MIDAS EQL, each with
 #      dumped targets and with the online teacher, --updates per run;
 #   3. layer_similarity.py: teacher-student CKA heatmaps of the dumped-target students;
@@ -42,7 +43,7 @@ start=$(date +%s)
 log "the demo corpus, the 6 x 128 teacher and its dump (exp and dump under ${prep})"
 "${recipe}/run.sh" --stop_stage 2 --nj "${nj}" \
     --teacher_config "${root}/bench/conf/teacher_hubert_6x128.yaml" --distill_config "${conf}" \
-    --expdir "${prep}/exp" --dumpdir "${prep}/dump"
+    --expdir "${prep}/exp" --dumpdir "${prep}/dump" --dump_args "--cnn_features true"
 . "${root}/tools/activate_python.sh"
 log "prepared in $(( $(date +%s) - start)) s"
 

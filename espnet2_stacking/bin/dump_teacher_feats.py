@@ -7,7 +7,8 @@ Example (several data dirs in one run: each --data_dir goes to the --out_dir at 
         --out_dir dump/train dump/dev --nj 4 --ngpu 1
 
 The layers come from --layers, or from ``target_layers`` of the distillation config (which
-also fixes the expected teacher width and depth). Rerunning after a kill continues where it
+also fixes the expected teacher width and depth, and with ``teacher_cnn_features: true`` asks
+for the teacher's CNN output too). Rerunning after a kill continues where it
 stopped; see espnet2_stacking.distill.dump for the output layout.
 """
 
@@ -19,6 +20,7 @@ from typing import List, Optional
 
 import yaml
 
+from espnet2.utils.types import str2bool
 from espnet2_stacking.distill.dump import dump_teacher_states
 
 
@@ -52,6 +54,11 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--nj", type=int, default=1,
                         help="Parallel jobs (at most one per batch; one job runs in this process)")
     parser.add_argument("--ngpu", type=int, default=0, help="GPUs (jobs are spread over them)")
+    parser.add_argument("--cnn_features", type=str2bool, default=None,
+                        help="Also store the teacher's CNN output (cnn.scp), which a student "
+                             "with the teacher's CNN frozen reads instead of recomputing it "
+                             "(--teacher_cnn_features). Default: the distillation config's "
+                             "teacher_cnn_features, else false")
     parser.add_argument("--max_batch_seconds", type=float, default=100.0,
                         help="Audio per batch, padding included")
     return parser
@@ -69,6 +76,7 @@ def layers_from_config(path: Path) -> dict:
         "layers": [int(v) for v in layers],
         "hidden_size": conf.get("teacher_hidden_size"),
         "num_teacher_layers": conf.get("teacher_num_layers"),
+        "cnn_features": str2bool(str(conf.get("teacher_cnn_features", False))),
     }
 
 
@@ -82,15 +90,19 @@ def main(cmd: Optional[List[str]] = None) -> None:
     if (args.layers is None) == (args.distill_config is None):
         sys.exit("dump_teacher_feats: give exactly one of --layers and --distill_config")
     if args.layers is not None:
-        chosen = {"layers": args.layers, "hidden_size": None, "num_teacher_layers": None}
+        chosen = {"layers": args.layers, "hidden_size": None, "num_teacher_layers": None,
+                  "cnn_features": False}
     else:
         chosen = layers_from_config(args.distill_config)
+    if args.cnn_features is not None:
+        chosen["cnn_features"] = args.cnn_features
     for data_dir, out_dir in zip(args.data_dir, args.out_dir):
         summary = dump_teacher_states(
             data_dir, out_dir, args.teacher, chosen["layers"], dtype=args.dtype,
             normalize=args.normalize,
             nj=args.nj, ngpu=args.ngpu, max_batch_seconds=args.max_batch_seconds,
             hidden_size=chosen["hidden_size"], num_teacher_layers=chosen["num_teacher_layers"],
+            cnn_features=chosen["cnn_features"],
         )
         print(
             f"dump_teacher_feats: {summary['utterances']} utterances, {summary['hours']:.3f} h "

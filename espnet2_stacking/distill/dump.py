@@ -3,6 +3,9 @@
 Layout of an output dir:
     layer_<t>/<utt>.npy   (frames, dim) float16, one file per utterance and teacher state
     layer_<t>.scp         "<utt> <path>" lines, read by ESPnet's ``npy`` data type
+    cnn/<utt>.npy, cnn.scp  with cnn_features: the teacher's CNN output (frames, channels)
+                          float16, which a student whose frontend is that CNN, frozen, reads
+                          instead of recomputing it every step (--teacher_cnn_features)
     utt2num_frames        frames per utterance (the same for every layer)
     meta.json             teacher spec, layers, width, dtype: a rerun must match it
     summary.json          utterances, hours, GB written, seconds
@@ -106,69 +109,88 @@ def save_npy_atomic(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def is_done(out_dir: Path, layers: Sequence[int], uttid: str) -> bool:
-    return all(layer_path(out_dir, t, uttid).exists() for t in layers)
+def cnn_path(out_dir: Path, uttid: str) -> Path:
+    return out_dir / "cnn" / f"{uttid}.npy"
 
 
-def expected_bytes(utts: Sequence[Utterance], num_layers: int, hidden_size: int) -> int:
+def is_done(out_dir: Path, layers: Sequence[int], uttid: str, cnn: bool = False) -> bool:
+    return all(layer_path(out_dir, t, uttid).exists() for t in layers) and (
+        not cnn or cnn_path(out_dir, uttid).exists())
+
+
+def expected_bytes(utts: Sequence[Utterance], num_layers: int, hidden_size: int,
+                   cnn_channels: int = 0) -> int:
     frames = sum(num_frames(u.num_samples) for u in utts)
-    return frames * hidden_size * BYTES_PER_VALUE * num_layers
+    return frames * (hidden_size * num_layers + cnn_channels) * BYTES_PER_VALUE
 
 
 def _worker(rank: int, shards: List[List[List[Utterance]]], spec: str, dtype: str,
-            normalize: str, device: str, layers: List[int], out_dir: str, threads: int,
-            progress) -> None:
+            normalize: str, device: str, layers: List[int], cnn: bool, out_dir: str,
+            threads: int, progress) -> None:
     """One spawned job: dump its batches, report each; an error goes back as text."""
     from espnet2_stacking.teachers import load_teacher
 
     try:
         torch.set_num_threads(threads)
         teacher = load_teacher(spec, dtype=dtype, device=device, normalize=normalize)
-        _dump_batches(shards[rank], teacher, device, layers, Path(out_dir), progress.put)
+        _dump_batches(shards[rank], teacher, device, layers, cnn, Path(out_dir), progress.put)
     except Exception as e:
         progress.put(("error", f"{type(e).__name__}: {e}"))
         raise SystemExit(1)
     progress.put(None)
 
 
-def _dump_batches(batches, teacher, device: str, layers: Sequence[int], out: Path,
+def _finite_float16(array: torch.Tensor, uttid: str, what: str) -> np.ndarray:
+    out = array.to(torch.float16).cpu().numpy()
+    if not np.isfinite(out).all():
+        raise FloatingPointError(
+            f"utterance '{uttid}': {what} is not finite in float16 (a high-norm teacher: dump "
+            "with --normalize layer_norm, and train with --teacher_normalize layer_norm in "
+            "online mode)"
+        )
+    return out
+
+
+def _dump_batches(batches, teacher, device: str, layers: Sequence[int], cnn: bool, out: Path,
                   report: Callable[[tuple], None]) -> None:
-    """Run the teacher over the batches, writing one file per utterance and state; report
-    (utterances, samples, compute seconds) after each batch."""
+    """Run the teacher over the batches, writing one file per utterance and state (and its
+    CNN output if ``cnn``); report (utterances, samples, compute seconds) after each batch."""
     deepest = max(layers)
     for batch in batches:
         wavs = [torch.from_numpy(load_audio(u, teacher.sample_rate)) for u in batch]
         lengths = torch.tensor([len(w) for w in wavs])
         padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(device)
         start = time.perf_counter()
-        states, frame_lens = teacher.extract_features(padded, lengths.to(device), num_layers=deepest)
+        states, feats, frame_lens = teacher.extract_features_and_cnn(
+            padded, lengths.to(device), num_layers=deepest)
         compute = time.perf_counter() - start
         for i, u in enumerate(batch):
             # Keep at most the frames the audio gives: teachers may add one (fairseq versions).
             keep = min(int(frame_lens[i]), num_frames(u.num_samples))
             for t in layers:
-                array = states[t][i, :keep].to(torch.float16).cpu().numpy()
-                if not np.isfinite(array).all():
-                    raise FloatingPointError(
-                        f"utterance '{u.uttid}': teacher state {t} is not finite in float16 "
-                        "(a high-norm teacher: dump with --normalize layer_norm, and train "
-                        "with --teacher_normalize layer_norm in online mode)"
-                    )
+                array = _finite_float16(states[t][i, :keep], u.uttid, f"teacher state {t}")
                 save_npy_atomic(layer_path(out, t, u.uttid), array)
+            if cnn:
+                array = _finite_float16(feats[i, :keep], u.uttid, "the teacher's CNN output")
+                save_npy_atomic(cnn_path(out, u.uttid), array)
         report((len(batch), int(lengths.sum()), compute))
 
 
 def verify(out_dir: Path, utts: Sequence[Utterance], layers: Sequence[int],
-           hidden_size: int) -> Dict[str, int]:
+           hidden_size: int, cnn_channels: int = 0) -> Dict[str, int]:
     """Every utterance has, for every layer, a (frames, hidden_size) float16 file whose
-    frame count is its audio's (or one less, as some teachers give); returns frames."""
+    frame count is its audio's (or one less, as some teachers give), and with cnn_channels a
+    (frames, cnn_channels) CNN file of the same frames; returns frames."""
     frames = {}
     for u in tqdm(utts, desc="verify", unit="utt", mininterval=2.0):
-        for t in layers:
-            count = check_npy(layer_path(out_dir, t, u.uttid), u.uttid, hidden_size,
-                              u.num_samples, dtype=np.float16)
+        files = [(layer_path(out_dir, t, u.uttid), hidden_size) for t in layers]
+        if cnn_channels:
+            files.append((cnn_path(out_dir, u.uttid), cnn_channels))
+        for path, width in files:
+            count = check_npy(path, u.uttid, width, u.num_samples, dtype=np.float16)
             if u.uttid in frames and frames[u.uttid] != count:
-                raise ValueError(f"utterance '{u.uttid}': layers disagree on the frame count")
+                raise ValueError(f"utterance '{u.uttid}': {path} disagrees with the other "
+                                 "files on the frame count")
             frames[u.uttid] = count
     return frames
 
@@ -183,10 +205,12 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
                         dtype: str = "float32", normalize: str = "none", nj: int = 1,
                         ngpu: int = 0,
                         max_batch_seconds: float = 100.0, hidden_size: Optional[int] = None,
-                        num_teacher_layers: Optional[int] = None) -> dict:
+                        num_teacher_layers: Optional[int] = None,
+                        cnn_features: bool = False) -> dict:
     """Dump; see the module docstring. Returns the summary.
 
     hidden_size / num_teacher_layers: when known (from a config), checked against the teacher.
+    cnn_features: also store the teacher's CNN output (added to an existing dump if missing).
     """
     from espnet2_stacking.teachers import load_teacher
 
@@ -211,7 +235,8 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
         )
     meta = {"teacher": spec, "layers": layers, "hidden_size": teacher.hidden_size,
             "num_layers": teacher.num_layers, "dtype": dtype, "normalize": normalize,
-            "stored_dtype": "float16"}
+            "stored_dtype": "float16", "cnn_features": cnn_features}
+    cnn_channels = teacher.cnn_channels if cnn_features else 0
     sample_rate = teacher.sample_rate
     for u in utts:
         if num_frames(u.num_samples) == 0:
@@ -224,19 +249,22 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
     meta_path = out_dir / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        if old != meta:
+        # CNN features may be added to a dump of the same teacher and states, never dropped
+        meta["cnn_features"] = cnn_features or old.get("cnn_features", False)
+        if {**old, "cnn_features": meta["cnn_features"]} != meta:
             raise ValueError(
                 f"{out_dir} holds a dump of another teacher or layers ({old}); remove it or "
                 "choose another --out_dir"
             )
-    else:
-        write_text_atomic(meta_path, [json.dumps(meta, indent=1)])
+    write_text_atomic(meta_path, [json.dumps(meta, indent=1)])
     for t in layers:
         (out_dir / f"layer_{t}").mkdir(exist_ok=True)
+    if cnn_features:
+        (out_dir / "cnn").mkdir(exist_ok=True)
 
-    todo = [u for u in utts if not is_done(out_dir, layers, u.uttid)]
-    need = expected_bytes(todo, len(layers), meta["hidden_size"])
-    total = expected_bytes(utts, len(layers), meta["hidden_size"])
+    todo = [u for u in utts if not is_done(out_dir, layers, u.uttid, cnn_features)]
+    need = expected_bytes(todo, len(layers), meta["hidden_size"], cnn_channels)
+    total = expected_bytes(utts, len(layers), meta["hidden_size"], cnn_channels)
     free = shutil.disk_usage(out_dir).free
     hours = sum(u.num_samples for u in utts) / sample_rate / 3600
     logging.info(
@@ -252,25 +280,28 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
 
     start = time.perf_counter()
     if todo:
-        _run_jobs(todo, teacher, spec, dtype, normalize, layers, out_dir, nj, ngpu,
-                  max_batch_seconds)
+        _run_jobs(todo, teacher, spec, dtype, normalize, layers, cnn_features, out_dir, nj,
+                  ngpu, max_batch_seconds)
     del teacher
-    frames = verify(out_dir, utts, layers, meta["hidden_size"])
+    frames = verify(out_dir, utts, layers, meta["hidden_size"], cnn_channels)
     for t in layers:
         write_text_atomic(out_dir / f"layer_{t}.scp",
                           [f"{u.uttid} {layer_path(out_dir, t, u.uttid).resolve()}" for u in utts])
+    if cnn_features:
+        write_text_atomic(out_dir / "cnn.scp",
+                          [f"{u.uttid} {cnn_path(out_dir, u.uttid).resolve()}" for u in utts])
     write_text_atomic(out_dir / "utt2num_frames", [f"{u.uttid} {frames[u.uttid]}" for u in utts])
     seconds = time.perf_counter() - start
     summary = {
         "utterances": len(utts), "dumped_now": len(todo), "hours": round(hours, 4),
         "gb_written": round(need / 1e9, 4), "gb_total": round(total / 1e9, 4),
-        "seconds": round(seconds, 2), "layers": layers,
+        "seconds": round(seconds, 2), "layers": layers, "cnn_features": cnn_features,
     }
     write_text_atomic(out_dir / "summary.json", [json.dumps(summary, indent=1)])
     return summary
 
 
-def _run_jobs(todo, teacher, spec, dtype, normalize, layers, out_dir, nj, ngpu,
+def _run_jobs(todo, teacher, spec, dtype, normalize, layers, cnn, out_dir, nj, ngpu,
               max_batch_seconds):
     """Dump the todo list: in this process when one job does it all (a spawned job pays an
     interpreter start and a teacher load, seconds a short dump does not need), else in nj
@@ -292,17 +323,17 @@ def _run_jobs(todo, teacher, spec, dtype, normalize, layers, out_dir, nj, ngpu,
         if nj == 1:
             device = "cuda:0" if ngpu > 0 else "cpu"
             try:
-                _dump_batches(batches, teacher.to(device), device, layers, out_dir, report)
+                _dump_batches(batches, teacher.to(device), device, layers, cnn, out_dir, report)
             except Exception as e:  # worded as a spawned job's failure is
                 raise RuntimeError(f"dump failed: {type(e).__name__}: {e} (finished files are "
                                    "kept: fix the input and rerun to continue)") from e
         else:
-            _spawn_jobs(batches, spec, dtype, normalize, layers, out_dir, nj, ngpu, report)
+            _spawn_jobs(batches, spec, dtype, normalize, layers, cnn, out_dir, nj, ngpu, report)
     finally:
         bar.close()
 
 
-def _spawn_jobs(batches, spec, dtype, normalize, layers, out_dir, nj, ngpu, report):
+def _spawn_jobs(batches, spec, dtype, normalize, layers, cnn, out_dir, nj, ngpu, report):
     shards = [batches[i::nj] for i in range(nj)]
     threads = max(1, (os.cpu_count() or 1) // nj)
     ctx = mp.get_context("spawn")
@@ -311,7 +342,7 @@ def _spawn_jobs(batches, spec, dtype, normalize, layers, out_dir, nj, ngpu, repo
     for rank in range(nj):
         device = f"cuda:{rank % ngpu}" if ngpu > 0 else "cpu"
         p = ctx.Process(target=_worker, args=(rank, shards, spec, dtype, normalize, device,
-                                              layers, str(out_dir), threads, progress))
+                                              layers, cnn, str(out_dir), threads, progress))
         p.start()
         procs.append(p)
     finished = 0

@@ -5,6 +5,8 @@
 
 Teacher targets come either from the batch (dumped by stage 2, data names ``target_<t>``) or
 from a teacher run online inside forward (frozen, eval mode, no_grad, never in state_dict()).
+A frontend that is the teacher's CNN, frozen, need not run at all: its output, dumped beside
+the targets (data name ``cnn_feats``), is read from the batch instead.
 Training progress (the update count and the training wall time) lives in float64 buffers so
 that a checkpoint carries it and a resume grows at exactly the same update.
 """
@@ -22,6 +24,9 @@ from espnet2.train.abs_espnet_model import AbsESPnetModel
 from espnet2_stacking.distill.loss import DistillationLoss
 from espnet2_stacking.encoder.stacking_encoder import StackingTransformerEncoder
 from espnet2_stacking.stacking import StackingPlan
+
+
+CNN_FEATS = "cnn_feats"  # the data name of the teacher's dumped CNN output
 
 
 def target_name(teacher_state: int) -> str:
@@ -125,13 +130,35 @@ class DistillModel(AbsESPnetModel):
 
     # ---- forward -----------------------------------------------------------------------
     def encode(
-        self, speech: torch.Tensor, speech_lengths: torch.Tensor
+        self, speech: torch.Tensor, speech_lengths: torch.Tensor,
+        cnn_feats: Optional[torch.Tensor] = None, cnn_feats_lengths: Optional[torch.Tensor] = None,
     ) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        """Student hidden states h_0..h_d, each (batch, frames, dim), and frame lengths."""
-        feats, feats_lengths = self.frontend(speech, speech_lengths)
+        """Student hidden states h_0..h_d, each (batch, frames, dim), and frame lengths.
+
+        cnn_feats: the frontend's output computed once before (the teacher's dumped CNN
+        output); accepted only while the frontend is frozen, which is what makes it equal.
+        """
+        if cnn_feats is None:
+            feats, feats_lengths = self.frontend(speech, speech_lengths)
+        else:
+            self._check_cnn_feats(cnn_feats)
+            feats, feats_lengths = cnn_feats, cnn_feats_lengths
         if self.preencoder is not None:
             feats, feats_lengths = self.preencoder(feats, feats_lengths)
         return self.encoder.forward_hidden_states(feats, feats_lengths)
+
+    def _check_cnn_feats(self, cnn_feats: torch.Tensor) -> None:
+        if any(p.requires_grad for p in self.frontend.parameters()):
+            raise RuntimeError(
+                f"the batch holds dumped CNN features ('{CNN_FEATS}') but the student's "
+                "frontend is trainable: they can stand in for it only while it is the "
+                "teacher's CNN, frozen (--teacher_cnn_features true with --init_from_teacher)"
+            )
+        if cnn_feats.size(-1) != self.frontend.output_size():
+            raise ValueError(
+                f"dumped CNN features ('{CNN_FEATS}') have width {cnn_feats.size(-1)} but the "
+                f"student's frontend gives {self.frontend.output_size()}"
+            )
 
     def _targets(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor, batch: Dict[str, torch.Tensor]
@@ -167,9 +194,12 @@ class DistillModel(AbsESPnetModel):
         Args:
             speech: (batch, samples) waveforms; speech_lengths: (batch,).
             kwargs: ``target_<t>`` (batch, frames, teacher dim) and ``target_<t>_lengths``
-                for dumped targets; ``utt_id`` from the trainer (unused).
+                for dumped targets; ``cnn_feats`` (batch, frames, CNN channels) and
+                ``cnn_feats_lengths`` for the dumped CNN output; ``utt_id`` from the trainer
+                (unused).
         """
-        hidden, lengths = self.encode(speech, speech_lengths)
+        hidden, lengths = self.encode(speech, speech_lengths, kwargs.get(CNN_FEATS),
+                                      kwargs.get(f"{CNN_FEATS}_lengths"))
         targets, target_lengths = self._targets(speech, speech_lengths, kwargs)
         # Teachers can be a frame apart from the student (fairseq versions): trim both.
         frames = min(hidden[0].size(1), min(v.size(1) for v in targets.values()))

@@ -68,12 +68,13 @@ def _id_mismatch(name_a: str, a: set, name_b: str, b: set) -> str:
 
 
 def check_training_inputs(entries: Sequence[Tuple[str, str, str]], shape_file: Optional[str],
-                          hidden_size: int) -> int:
+                          hidden_size: int, widths: Optional[Dict[str, int]] = None) -> int:
     """Check one split's ``--*_data_path_and_name_and_type`` entries; returns utterances.
 
     Every list must hold the same utterance ids as the first (and as the shape file); every
-    ``sound`` path must exist (piped commands are left to the reader); every ``npy`` target
-    must pass :func:`check_npy` against the shape file's sample counts.
+    ``sound`` path must exist (piped commands are left to the reader); every ``npy`` list
+    must pass :func:`check_npy` against the shape file's sample counts, with the width
+    ``widths[name]`` (default: ``hidden_size``, the teacher's).
     """
     start = time.perf_counter()
     tables = [(path, name, kind, read_scp(Path(path))) for path, name, kind in entries]
@@ -96,9 +97,9 @@ def check_training_inputs(entries: Sequence[Tuple[str, str, str]], shape_file: O
                     raise FileNotFoundError(f"{path}: utterance '{uttid}' points to {value}, "
                                             "which does not exist")
         elif kind == "npy":
+            width = (widths or {}).get(name, hidden_size)
             for uttid, value in table.items():
-                check_npy(Path(value), uttid, hidden_size,
-                          None if samples is None else samples[uttid])
+                check_npy(Path(value), uttid, width, None if samples is None else samples[uttid])
     logger.info(f"checked {len(tables)} lists of {len(ref)} utterances "
                  f"({', '.join(name for _, name, _, _ in tables)}) in "
                  f"{time.perf_counter() - start:.1f} s")

@@ -5,12 +5,15 @@
         --train_data_path_and_name_and_type dump/train/layer_12.scp,target_12,npy ...
 
 Targets are dumped teacher states (data names ``target_<t>``, type ``npy``) or, with
-``--teacher SPEC``, a teacher run online. Stages are measured in updates over the whole run:
+``--teacher SPEC``, a teacher run online. With ``--teacher_cnn_features true`` the student's CNN
+is the teacher's, frozen, and its output is read from the dump too (data name ``cnn_feats``). Stages are measured in updates over the whole run:
 ``--num_iters_per_epoch`` is required so the run's length is known before it starts.
 """
 
 import argparse
+import json
 import logging
+from pathlib import Path
 from typing import Callable, Collection, Dict, List, Tuple
 
 import numpy as np
@@ -25,7 +28,7 @@ from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
 from espnet2.utils.types import int_or_none, str2bool, str_or_none
 from espnet2_stacking.distill.collate import DistillCollateFn
-from espnet2_stacking.distill.espnet_model import DistillModel, target_name
+from espnet2_stacking.distill.espnet_model import CNN_FEATS, DistillModel, target_name
 from espnet2_stacking.distill.inputs import check_training_inputs
 from espnet2_stacking.distill.loss import DistillationLoss
 from espnet2_stacking.encoder.stacking_encoder import StackingTransformerEncoder
@@ -94,6 +97,11 @@ class DistillTask(AbsTask):
                            help="Teacher spec whose CNN initialises the student's frontend "
                                 "(DistilHuBERT); needs frontend_conf.shapes equal to the "
                                 "teacher's. Applied at a fresh start, never over a resume")
+        group.add_argument("--teacher_cnn_features", type=str2bool, default=False,
+                           help="The student's CNN is the teacher's (--init_from_teacher, "
+                                "required), frozen, and its output is read from the dump (data "
+                                "name cnn_feats: dump_teacher_feats --cnn_features) instead of "
+                                "being computed every step")
         group.add_argument("--teacher_num_layers", type=int, default=12,
                            help="Transformer layers of the teacher (L_T)")
         group.add_argument("--teacher_hidden_size", type=int, default=768,
@@ -159,8 +167,10 @@ class DistillTask(AbsTask):
         # Every rank checks (headers only, seconds): the process group does not exist yet, so
         # rank 0 could not hold the others at a barrier; this way bad input stops every rank
         # with the same message instead of leaving the others waiting at the first all-reduce.
-        if args.check_inputs and not args.collect_stats:
-            cls.check_inputs(args)
+        if not args.collect_stats:
+            cls.check_teacher_cnn_features(args)
+            if args.check_inputs:
+                cls.check_inputs(args)
         super().main_worker(args)
         # ESPnet leaves the process group up; tearing gloo's threads down at interpreter exit
         # can abort a rank that already finished ("terminate called without an active
@@ -170,13 +180,51 @@ class DistillTask(AbsTask):
             torch.distributed.destroy_process_group()
 
     @classmethod
+    def check_teacher_cnn_features(cls, args: argparse.Namespace) -> None:
+        """Dumped CNN features stand in for the student's CNN only when both are the same
+        teacher's CNN: --init_from_teacher must name the teacher of the dump."""
+        lists = [entry[0] for split in ("train", "valid")
+                 for entry in getattr(args, f"{split}_data_path_and_name_and_type") or []
+                 if entry[1] == CNN_FEATS]
+        if not args.teacher_cnn_features:
+            if lists:
+                raise StackingConfigError(
+                    f"{lists[0]} is given as '{CNN_FEATS}' but --teacher_cnn_features is false: "
+                    "set it (the student's CNN then is the teacher's, frozen) or drop the list"
+                )
+            return
+        if args.init_from_teacher is None:
+            raise StackingConfigError(
+                "--teacher_cnn_features true reads the teacher's CNN output in place of the "
+                "student's CNN: give --init_from_teacher SPEC (the teacher of the dump) so the "
+                "student's CNN is that CNN"
+            )
+        for scp in lists:
+            meta_file = Path(scp).parent / "meta.json"
+            if not meta_file.exists():
+                continue  # not made by dump_teacher_feats: the user vouches for it
+            dumped = json.loads(meta_file.read_text())["teacher"]
+            same = dumped == args.init_from_teacher or (
+                Path(dumped).exists() and Path(args.init_from_teacher).exists()
+                and Path(dumped).resolve() == Path(args.init_from_teacher).resolve())
+            if not same:
+                raise StackingConfigError(
+                    f"{scp} holds the CNN output of {dumped} ({meta_file}), but the student's CNN "
+                    f"comes from --init_from_teacher {args.init_from_teacher}"
+                )
+
+    @classmethod
     def check_inputs(cls, args: argparse.Namespace) -> None:
         """Fail before the first update on lists that would fail mid-epoch (distill/inputs.py)."""
+        widths = {}
+        if args.teacher_cnn_features:
+            widths[CNN_FEATS] = frontend_choices.get_class(args.frontend)(
+                **args.frontend_conf).output_size()
         for split in ("train", "valid"):
             entries = getattr(args, f"{split}_data_path_and_name_and_type") or []
             shapes = getattr(args, f"{split}_shape_file") or []
             check_training_inputs(entries, shapes[0] if shapes else None,
-                                  args.teacher_hidden_size)
+                                  args.teacher_hidden_size, widths)
 
     @classmethod
     def target_data_names(cls, args: argparse.Namespace) -> List[str]:
@@ -198,6 +246,14 @@ class DistillTask(AbsTask):
                 "the dumped states (stage 2, e.g. dump/train/layer_4.scp,target_4,npy) or run "
                 "the teacher online with --teacher SPEC"
             )
+        if getattr(args, "teacher_cnn_features", False):
+            if CNN_FEATS not in given:
+                raise ValueError(
+                    f"--teacher_cnn_features true but --{option} lacks '{CNN_FEATS}': pass the "
+                    f"dumped CNN output (dump_teacher_feats --cnn_features true, e.g. "
+                    f"dump/train/cnn.scp,{CNN_FEATS},npy)"
+                )
+            targets = targets + [CNN_FEATS]
         if train:
             return DistillCollateFn(targets, crop_mode=args.crop_mode,
                                     max_samples=args.crop_max_samples)
@@ -213,7 +269,7 @@ class DistillTask(AbsTask):
 
     @classmethod
     def optional_data_names(cls, train: bool = True, inference: bool = False) -> Tuple[str, ...]:
-        return tuple(target_name(t) for t in range(MAX_TEACHER_STATES))
+        return tuple(target_name(t) for t in range(MAX_TEACHER_STATES)) + (CNN_FEATS,)
 
     @classmethod
     def total_updates(cls, args: argparse.Namespace) -> int:
@@ -287,6 +343,9 @@ class DistillTask(AbsTask):
         )
         if args.init_from_teacher is not None:
             cls.init_frontend_from_teacher(model, args, teacher)
+        if getattr(args, "teacher_cnn_features", False):
+            # it is the teacher's CNN, whose output the batches carry (see forward)
+            model.frontend.requires_grad_(False)
         if teacher is not None:
             model.set_teacher(teacher)
         return model

@@ -89,6 +89,7 @@ class AbsTeacher(ABC):
     Attributes:
         num_layers: L, the number of transformer layers.
         hidden_size: D, the width of every hidden state.
+        cnn_channels: the width of the CNN's output (``extract_features_and_cnn``).
         downsample_rate: samples per frame (320).
         sample_rate: the rate the teacher expects (16000).
         layer_norm_first: True for pre-LN teachers.
@@ -107,6 +108,7 @@ class AbsTeacher(ABC):
         *,
         num_layers: int,
         hidden_size: int,
+        cnn_channels: int,
         downsample_rate: int,
         layer_norm_first: bool,
         source: str,
@@ -124,6 +126,7 @@ class AbsTeacher(ABC):
             )
         self.num_layers = num_layers
         self.hidden_size = hidden_size
+        self.cnn_channels = cnn_channels
         self.downsample_rate = downsample_rate
         self.layer_norm_first = layer_norm_first
         self.source = source
@@ -139,14 +142,21 @@ class AbsTeacher(ABC):
                 f"scale grows with depth; normalize='{normalize}'"
             )
 
-    # ---- the contract ----------------------------------------------------------------
+    # ---- the contract: a teacher is its CNN, then the rest --------------------------
     @abstractmethod
-    def _hidden_states(
-        self, wavs: torch.Tensor, lengths: torch.Tensor, num_layers: int
-    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
-        """h_0..h_num_layers, each (batch, frames, dim) in any float dtype, and the
-        (batch,) frame lengths, for checked inputs on the teacher's device with
+    def _cnn(self, wavs: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The CNN's output as a student frontend holding the teacher's CNN gives it
+        (``cnn_state_dict``: before any feature projection), (batch, frames, channels), and
+        the (batch,) frame lengths, for checked inputs on the teacher's device with
         ``wavs.size(1) == lengths.max()``. Padded frames may hold anything."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def _states_from_cnn(
+        self, feats: torch.Tensor, frame_lengths: torch.Tensor, num_layers: int
+    ) -> List[torch.Tensor]:
+        """h_0..h_num_layers, each (batch, frames, dim) in any float dtype, from ``_cnn``'s
+        output. Padded frames may hold anything."""
         raise NotImplementedError
 
     @typechecked
@@ -166,6 +176,18 @@ class AbsTeacher(ABC):
             lengths on the same device. A padded utterance gets exactly the states it gets
             alone.
         """
+        states, _, frame_lengths = self.extract_features_and_cnn(wavs, lengths, num_layers)
+        return states, frame_lengths
+
+    @typechecked
+    def extract_features_and_cnn(
+        self, wavs: torch.Tensor, lengths: torch.Tensor, num_layers: Optional[int] = None
+    ) -> Tuple[List[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """``extract_features`` and, from the same pass, the CNN's output (batch, frames,
+        channels) float32, zero at padded frames, never normalised: what the student's
+        frontend computes when it holds this teacher's CNN (``cnn_state_dict``), frozen.
+        With a group-norm CNN, the channel statistics are each utterance's own, as in the
+        states."""
         depth = self.num_layers if num_layers is None else num_layers
         self._check_inputs(wavs, lengths, depth)
         if self._module.training:  # someone reached into the module: undo it
@@ -174,15 +196,17 @@ class AbsTeacher(ABC):
         wavs = wavs[:, : int(lengths.max())]
         # The caller's autocast (ESPnet's --use_amp) must not override the teacher's dtype.
         with torch.no_grad(), torch.autocast(device_type=wavs.device.type, enabled=False):
-            states, frame_lengths = self._hidden_states(wavs, lengths, depth)
-            pad = padding_mask(frame_lengths, states[0].size(1)).unsqueeze(-1)
+            cnn, frame_lengths = self._cnn(wavs, lengths)
+            pad = padding_mask(frame_lengths, cnn.size(1)).unsqueeze(-1)
+            cnn = cnn.masked_fill(pad, 0.0)
+            states = self._states_from_cnn(cnn, frame_lengths, depth)
             out = []
             for h in states:
                 h = h.float()
                 if self.normalize == "layer_norm":
                     h = F.layer_norm(h, (h.size(-1),))
                 out.append(h.masked_fill(pad, 0.0))
-        return out, frame_lengths
+        return out, cnn.float(), frame_lengths
 
     def _check_inputs(self, wavs: torch.Tensor, lengths: torch.Tensor, depth: int) -> None:
         if wavs.dim() != 2 or not wavs.is_floating_point():

@@ -82,6 +82,7 @@ class ESPnetSSLTeacher(AbsTeacher):
             model,
             num_layers=len(model.encoder.encoders),
             hidden_size=model.encoder.output_size(),
+            cnn_channels=model.frontend.output_size(),
             downsample_rate=check_frame_rule(conv_shapes(model.frontend.layers), source),
             layer_norm_first=bool(model.encoder.normalize_before),
             source=source,
@@ -93,21 +94,23 @@ class ESPnetSSLTeacher(AbsTeacher):
         """The CNN's weights for a student's frontend: the same ESPnet class, the same names."""
         return {k: v.detach().float().clone() for k, v in self._module.frontend.state_dict().items()}
 
-    def _hidden_states(
-        self, wavs: torch.Tensor, lengths: torch.Tensor, num_layers: int
-    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    def _cnn(self, wavs: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        frontend = self._module.frontend
+        compute = next(frontend.parameters()).dtype
+        if frontend.normalize_audio:  # ESPnet normalises the whole batch tensor; we, each utterance
+            wavs = normalize_waveforms(wavs, lengths, 1e-5)
+        x, frames = conv_features(frontend.layers, wavs.to(compute), lengths)
+        return frontend.final_norm(x), frames
+
+    def _states_from_cnn(
+        self, x: torch.Tensor, frames: torch.Tensor, num_layers: int
+    ) -> List[torch.Tensor]:
         from espnet2.legacy.nets.pytorch_backend.transformer.embedding import (
             ConvolutionalPositionalEmbedding,
         )
 
         model = self._module
-        frontend = model.frontend
-        compute = next(frontend.parameters()).dtype
-        if frontend.normalize_audio:  # ESPnet normalises the whole batch tensor; we, each utterance
-            wavs = normalize_waveforms(wavs, lengths, 1e-5)
-        x, frames = conv_features(frontend.layers, wavs.to(compute), lengths)
         pad = padding_mask(frames, x.size(1)).unsqueeze(-1)
-        x = frontend.final_norm(x).masked_fill(pad, 0.0)
         if model.normalize is not None:
             x, frames = model.normalize(x, frames)
         if model.preencoder is not None:
@@ -126,7 +129,7 @@ class ESPnetSSLTeacher(AbsTeacher):
         for layer in list(encoder.encoders)[:num_layers]:
             x, masks = layer(x, masks)
             states.append(x)
-        return states, frames
+        return states
 
 
 def _state_dict_of(path: Path) -> dict:

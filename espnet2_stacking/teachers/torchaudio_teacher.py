@@ -145,6 +145,7 @@ class TorchaudioTeacher(AbsTeacher):
             model,
             num_layers=len(transformer.layers),
             hidden_size=transformer.pos_conv_embed.embed_dim,
+            cnn_channels=blocks[-1].conv.out_channels,
             downsample_rate=check_frame_rule(conv_shapes(blocks), source),
             layer_norm_first=transformer.layers[0].layer_norm_first,
             source=source,
@@ -164,14 +165,17 @@ class TorchaudioTeacher(AbsTeacher):
             for k, v in self._module.feature_extractor.state_dict().items()
         }
 
-    def _hidden_states(
-        self, wavs: torch.Tensor, lengths: torch.Tensor, num_layers: int
-    ) -> Tuple[List[torch.Tensor], torch.Tensor]:
+    def _cnn(self, wavs: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         model = self._module
         compute = model.encoder.feature_projection.projection.weight.dtype
         if self.normalize_waveform:
             wavs = normalize_waveforms(wavs, lengths, self.waveform_eps)
-        x, frames = conv_features(model.feature_extractor.conv_layers, wavs.to(compute), lengths)
+        return conv_features(model.feature_extractor.conv_layers, wavs.to(compute), lengths)
+
+    def _states_from_cnn(
+        self, x: torch.Tensor, frames: torch.Tensor, num_layers: int
+    ) -> List[torch.Tensor]:
+        model = self._module
         x = model.encoder.feature_projection(x)
         pad = padding_mask(frames, x.size(1))
         x = x.masked_fill(pad.unsqueeze(-1), 0.0)
@@ -195,4 +199,4 @@ class TorchaudioTeacher(AbsTeacher):
                 x, attention_mask, position_bias=position_bias, key_padding_mask=key_padding_mask
             )
             states.append(x)
-        return states, frames
+        return states

@@ -35,6 +35,7 @@ teacher_config=""       # stage 0 (no --teacher): YAML of the teacher to pretrai
 teacher_args=""         # extra options for pretrain_teacher
 teacher_dtype=float32   # float32|bfloat16|float16 for running the teacher
 teacher_mode=dump       # dump: read stage-2 features; online: run the teacher every step
+dump_args=""            # extra options for dump_teacher_feats (e.g. "--cnn_features true")
 distill_config=""       # YAML for stage 3
 distill_args=""         # extra options for distill_train
 asr_config=""           # YAML for stage 5
@@ -153,6 +154,9 @@ distill_tag() { local name; name=$(basename "${distill_config}" .yaml); echo "${
 target_layers() {  # the teacher states the distillation config supervises, space separated
     ${python} -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1]))["target_layers"]; print(" ".join(str(x) for x in (v.split(",") if isinstance(v, str) else v)))' "${distill_config}"
 }
+teacher_cnn_features() {  # "true" when the student reads the teacher's dumped CNN output
+    ${python} -c 'import sys, yaml; print(str(yaml.safe_load(open(sys.argv[1])).get("teacher_cnn_features", False)).lower())' "${distill_config}"
+}
 
 stage_dump() {
     if [ "${teacher_mode}" = online ]; then
@@ -161,10 +165,12 @@ stage_dump() {
     fi
     require_teacher; require_config
     # one process for both sets: the interpreter starts and the teacher loads once
+    # shellcheck disable=SC2086
     ${python} -m espnet2_stacking.bin.dump_teacher_feats \
         --data_dir "${datadir}/${train_set}" "${datadir}/${valid_set}" \
         --out_dir "${dumpdir}/${train_set}" "${dumpdir}/${valid_set}" --teacher "${teacher}" \
-        --dtype "${teacher_dtype}" --distill_config "${distill_config}" --nj "${nj}" --ngpu "${ngpu}"
+        --dtype "${teacher_dtype}" --distill_config "${distill_config}" --nj "${nj}" --ngpu "${ngpu}" \
+        ${dump_args}
 }
 
 stage_distill() {
@@ -182,6 +188,17 @@ stage_distill() {
             done ;;
         *) log "--teacher_mode must be dump or online, got '${teacher_mode}'"; exit 2 ;;
     esac
+    if [ "$(teacher_cnn_features)" = true ]; then
+        # the student's CNN is the teacher's, frozen; its output comes from stage 2's dump
+        [ "${teacher_mode}" = dump ] || { log "teacher_cnn_features: true reads stage 2's dump: use --teacher_mode dump"; exit 2; }
+        require_teacher
+        for dset in train valid; do
+            local d=${train_set}; [ "${dset}" = valid ] && d=${valid_set}
+            [ -f "${dumpdir}/${d}/cnn.scp" ] || { log "${dumpdir}/${d}/cnn.scp missing: rerun stage 2 (the config asks for the teacher's CNN output)"; exit 1; }
+            opts+=(--${dset}_data_path_and_name_and_type "${dumpdir}/${d}/cnn.scp,cnn_feats,npy")
+        done
+        opts+=(--init_from_teacher "${teacher}")
+    fi
     [ "${ngpu}" -gt 1 ] && opts+=(--multiprocessing_distributed true)
     # shellcheck disable=SC2086
     ${python} -m espnet2_stacking.bin.distill_train --config "${distill_config}" \

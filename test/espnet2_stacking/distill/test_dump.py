@@ -166,3 +166,35 @@ def test_one_invocation_dumps_several_data_dirs(tmp_path):
     with pytest.raises(SystemExit):  # one output dir per data dir
         main(["--data_dir", str(train), str(dev), "--out_dir", str(tmp_path / "x"),
               "--teacher", TEACHER, "--layers", "2"])
+
+
+def test_cnn_features_are_the_teacher_cnn_output_and_can_be_added_to_a_dump(tmp_path):
+    """cnn_features stores what a student frontend holding the teacher's CNN computes on the
+    utterance alone; asked for later, it is added to a dump without touching its states."""
+    data = write_data_dir(tmp_path / "data", "train", 4)
+    out = tmp_path / "dump"
+    dump_teacher_states(data, out, TEACHER, [2], nj=1, max_batch_seconds=2.0)
+    assert not (out / "cnn.scp").exists()
+    state_file = out / "layer_2" / f"{read_data_dir(data)[0].uttid}.npy"
+    before = state_file.read_bytes()
+    summary = dump_teacher_states(data, out, TEACHER, [2], nj=1, max_batch_seconds=2.0,
+                                  cnn_features=True)
+    assert summary["dumped_now"] == 4 and summary["cnn_features"]
+    assert json.loads((out / "meta.json").read_text())["cnn_features"] is True
+    assert state_file.read_bytes() == before  # same teacher, same states
+    teacher = load_teacher(TEACHER)
+    scp = dict(line.split() for line in (out / "cnn.scp").read_text().splitlines())
+    for utt in read_data_dir(data):
+        wav, _ = sf.read(utt.path, dtype="float32")
+        with torch.no_grad():
+            cnn, _ = teacher._module.feature_extractor(torch.from_numpy(wav)[None], None)
+        stored = np.load(scp[utt.uttid])
+        assert stored.dtype == np.float16 and stored.shape == (num_frames(utt.num_samples), teacher.cnn_channels)
+        assert np.allclose(stored, cnn[0].numpy(), atol=2e-2, rtol=1e-2)
+    # a later run without cnn_features keeps them (and the meta says so)
+    assert dump_teacher_states(data, out, TEACHER, [2], nj=1)["dumped_now"] == 0
+    assert json.loads((out / "meta.json").read_text())["cnn_features"] is True
+    # a CNN file of the wrong width is caught by name
+    np.save(scp[read_data_dir(data)[1].uttid], np.zeros((3, 7), np.float16))
+    with pytest.raises(ValueError, match=r"cnn/.*expected float16 \(frames, "):
+        verify(out, read_data_dir(data), [2], 32, teacher.cnn_channels)

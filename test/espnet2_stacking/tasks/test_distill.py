@@ -275,3 +275,89 @@ def test_non_finite_updates_are_counted_and_a_run_that_keeps_skipping_stops(tiny
     summary = read_log(out)[-1]["summary"]
     assert summary["skipped_updates"] >= 1 and summary["updates"] + summary["skipped_updates"] == 12
     assert "update skipped (non-finite gradient)" in res.stderr
+
+
+CNN_TEACHER = "random:hubert?layers=4&dim=32&conv=16&seed=3"  # its CNN fits the tiny student's
+
+
+@pytest.fixture(scope="module")
+def cnn_dump(tiny_corpus, tmp_path_factory):
+    """CNN_TEACHER's states 2 and 4 and its CNN output for tiny_corpus's train and dev."""
+    from espnet2_stacking.distill.dump import dump_teacher_states
+
+    root = tmp_path_factory.mktemp("cnn_dump")
+    for split in ("train", "dev"):
+        dump_teacher_states(tiny_corpus / "data" / split, root / split, CNN_TEACHER, [2, 4],
+                            cnn_features=True)
+    return root
+
+
+def cnn_train_args(tiny_corpus, cnn_dump, config, out, cnn=True):
+    args = train_args(tiny_corpus, config, out, dumped=False)
+    for tag, split in (("train", "train"), ("valid", "dev")):
+        names = [f"layer_{t}.scp,target_{t}" for t in (2, 4)] + (["cnn.scp,cnn_feats"] if cnn else [])
+        for name in names:
+            args += [f"--{tag}_data_path_and_name_and_type", f"{cnn_dump}/{split}/{name},npy"]
+    return args
+
+
+def test_dumped_cnn_features_stand_in_for_the_frozen_teacher_cnn(tmp_path):
+    """With --teacher_cnn_features the frontend is the teacher's CNN, frozen, and the loss from
+    the teacher's CNN output equals the loss from running that frontend."""
+    from espnet2_stacking.teachers import load_teacher
+
+    argv = ["--config", str(write_config(tmp_path / "c.yaml")), "--output_dir", "x",
+            "--init_from_teacher", CNN_TEACHER, "--teacher_cnn_features", "true"]
+    model = DistillTask.build_model(DistillTask.get_parser().parse_args(argv)).eval()
+    assert not any(p.requires_grad for p in model.frontend.parameters())
+    teacher = load_teacher(CNN_TEACHER)
+    wav = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([8000, 8000])  # unpadded: the group norm's statistics agree
+    states, cnn, frames = teacher.extract_features_and_cnn(wav, lengths)
+    batch = {f"target_{t}": states[t] for t in (2, 4)}
+    batch.update({f"target_{t}_lengths": frames for t in (2, 4)})
+    with torch.no_grad():
+        computed = model(wav, lengths, **batch)[0]
+        read = model(wav, lengths, cnn_feats=cnn, cnn_feats_lengths=frames, **batch)[0]
+    assert torch.allclose(computed, read, rtol=1e-5), (computed, read)
+    model.frontend.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="frontend is trainable"):
+        model(wav, lengths, cnn_feats=cnn, cnn_feats_lengths=frames, **batch)
+
+
+def test_training_on_dumped_cnn_features_keeps_the_teacher_cnn(tiny_corpus, cnn_dump, tmp_path):
+    out = tmp_path / "exp"
+    conf = write_config(tmp_path / "c.yaml", max_epoch=2, num_iters_per_epoch=2)
+    args = cnn_train_args(tiny_corpus, cnn_dump, conf, out)
+    res = run_train(args + ["--init_from_teacher", CNN_TEACHER, "--teacher_cnn_features", "true"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    from espnet2_stacking.teachers import load_teacher
+
+    state = torch.load(out / "latest.pth", weights_only=True)
+    for k, v in load_teacher(CNN_TEACHER).cnn_state_dict().items():
+        assert torch.equal(state[f"frontend.{k}"], v), k
+    assert [(r["update"], r["to"]) for r in read_log(out)[:-1]] == [(1, 2), (3, 4)]
+
+
+def test_dumped_cnn_features_are_refused_where_they_cannot_be_the_student_cnn(tiny_corpus, cnn_dump, tmp_path):
+    conf = write_config(tmp_path / "c.yaml")
+    parser = DistillTask.get_parser()
+
+    def args_of(*extra, cnn=True, config=conf):
+        return parser.parse_args(cnn_train_args(tiny_corpus, cnn_dump, config, tmp_path / "x", cnn) + list(extra))
+
+    with pytest.raises(Exception, match="--teacher_cnn_features is false"):
+        DistillTask.check_teacher_cnn_features(args_of())
+    with pytest.raises(Exception, match="give --init_from_teacher"):
+        DistillTask.check_teacher_cnn_features(args_of("--teacher_cnn_features", "true"))
+    with pytest.raises(Exception, match=r"holds the CNN output of random:.*conv=16.*--init_from_teacher random:hubert\?layers=4&dim=32&conv=16&seed=4"):
+        DistillTask.check_teacher_cnn_features(args_of(
+            "--teacher_cnn_features", "true", "--init_from_teacher", CNN_TEACHER.replace("seed=3", "seed=4")))
+    DistillTask.check_teacher_cnn_features(args_of("--teacher_cnn_features", "true", "--init_from_teacher", CNN_TEACHER))
+    with pytest.raises(ValueError, match="lacks 'cnn_feats'"):
+        DistillTask.build_collate_fn(args_of("--teacher_cnn_features", "true", cnn=False), train=True)
+    wider = write_config(tmp_path / "wide.yaml", frontend_conf={
+        "norm_mode": "group_norm", "conv_mode": "standard", "bias": False,
+        "shapes": [[24, 10, 5]] + [[24, 3, 2]] * 4 + [[24, 2, 2]] * 2})
+    with pytest.raises(ValueError, match=r"cnn/.*expected \(frames, 24\)"):
+        DistillTask.check_inputs(args_of("--teacher_cnn_features", "true", config=wider))
