@@ -268,7 +268,8 @@ def dump_teacher_states(data_dir: Path, out_dir: Path, spec: str, layers: Sequen
     free = shutil.disk_usage(out_dir).free
     hours = sum(u.num_samples for u in utts) / sample_rate / 3600
     logging.info(
-        f"dump: {len(utts)} utterances ({hours:.2f} h), layers {layers}: "
+        f"dump: {len(utts)} utterances ({hours:.2f} h), layers {layers}"
+        f"{' and the CNN output' if cnn_features else ''}: "
         f"{total / 1e9:.2f} GB in all, {need / 1e9:.2f} GB still to write "
         f"({len(utts) - len(todo)} done), {free / 1e9:.2f} GB free in {out_dir}"
     )

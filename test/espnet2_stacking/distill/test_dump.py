@@ -166,6 +166,16 @@ def test_one_invocation_dumps_several_data_dirs(tmp_path):
     with pytest.raises(SystemExit):  # one output dir per data dir
         main(["--data_dir", str(train), str(dev), "--out_dir", str(tmp_path / "x"),
               "--teacher", TEACHER, "--layers", "2"])
+    assert not (tmp_path / "d/train/cnn.scp").exists()
+    # a distillation config with teacher_cnn_features asks for the CNN output too
+    config = tmp_path / "distill.yaml"
+    config.write_text("target_layers: [2]\nteacher_hidden_size: 32\nteacher_cnn_features: true\n")
+    main(["--data_dir", str(train), "--out_dir", str(tmp_path / "d/train"), "--teacher", TEACHER,
+          "--distill_config", str(config)])
+    assert len((tmp_path / "d/train/cnn.scp").read_text().splitlines()) == 3
+    main(["--data_dir", str(dev), "--out_dir", str(tmp_path / "d/dev"), "--teacher", TEACHER,
+          "--distill_config", str(config), "--cnn_features", "false"])  # the option wins
+    assert not (tmp_path / "d/dev/cnn.scp").exists()
 
 
 def test_cnn_features_are_the_teacher_cnn_output_and_can_be_added_to_a_dump(tmp_path):
