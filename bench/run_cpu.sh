@@ -13,7 +13,7 @@
 #   4. step_profile.py: where a step's time goes (teacher, CNN, layers, backward, ...) per depth.
 # Writes bench/results/<name>_cnn_<cnn>.{json,png}, ..._similarity*.{json,png}, ..._profile.json.
 # A rerun reuses the corpus, the teacher and the dump; the training runs start over.
-#   bench/run_cpu.sh [--updates N] [--curve_points N] [--name NAME] [--nj N] [--cnn "trained frozen"]
+#   bench/run_cpu.sh [--updates N] [--curve_points N] [--name NAME] [--nj N] [--cnn "frozen trained"]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -22,7 +22,7 @@ updates=300            # updates per training run (the demo recipe's distillatio
 curve_points=6         # validation passes per run
 name=cpu               # bench/results/<name>_cnn_<cnn>.*
 nj=2                   # parallel jobs for data prep and the dump
-cnn="trained frozen"   # the student CNN settings to bench
+cnn="frozen trained"   # the student CNN settings to bench (the first is the default setting)
 while [ $# -gt 0 ]; do
     case "$1" in
         --updates|--curve_points|--name|--nj|--cnn) declare "${1#--}=$2"; shift 2 ;;

@@ -20,8 +20,9 @@ class DistillCollateFn:
     """Batch speech (and dumped teacher states) into padded tensors, cropping both alike.
 
     Args:
-        target_names: data names of dumped teacher states, e.g. ["target_4", "target_12"];
-            empty when the teacher runs online.
+        target_names: data names of dumped per-frame arrays: teacher states, e.g.
+            ["target_4", "target_12"] (none when the teacher runs online), and the teacher's
+            CNN output ("cnn_feats"); all are cropped alike.
         crop_mode: "random" crops each utterance longer than ``max_samples`` at a random
             frame; "shortest" crops every utterance to the shortest one of the batch (no
             padding at all, as DPHuBERT batches), also at random offsets; "none" keeps whole

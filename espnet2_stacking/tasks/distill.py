@@ -6,8 +6,9 @@
 
 Targets are dumped teacher states (data names ``target_<t>``, type ``npy``) or, with
 ``--teacher SPEC``, a teacher run online. With ``--teacher_cnn_features true`` the student's CNN
-is the teacher's, frozen, and its output is read from the dump too (data name ``cnn_feats``). Stages are measured in updates over the whole run:
-``--num_iters_per_epoch`` is required so the run's length is known before it starts.
+is the teacher's, frozen, and its output is read from the dump too (data name ``cnn_feats``).
+Stages are measured in updates over the whole run: ``--num_iters_per_epoch`` is required so the
+run's length is known before it starts.
 """
 
 import argparse
