@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 import yaml
 
 from conftest import write_config, write_data_dir
@@ -32,6 +33,12 @@ def test_dump_and_distill_with_the_teacher_cnn_output(tmp_path):
     assert config["teacher_cnn_features"] is True and config["init_from_teacher"] == TEACHER
     lists = config["train_data_path_and_name_and_type"] + config["valid_data_path_and_name_and_type"]
     assert sorted(name for _, name, _ in lists).count("cnn_feats") == 2
+    # trained on it, the student's CNN is still the teacher's, bit for bit
+    from espnet2_stacking.teachers import load_teacher
+
+    state = torch.load(tmp_path / "exp/distill_x/latest.pth", weights_only=True)
+    for k, v in load_teacher(TEACHER).cnn_state_dict().items():
+        assert torch.equal(state[f"frontend.{k}"], v), k
 
     # online targets cannot read stage 2's CNN output: refused before training
     res = subprocess.run(cmd[:2] + ["3"] + cmd[3:] + ["--teacher_mode", "online"], cwd=tmp_path,

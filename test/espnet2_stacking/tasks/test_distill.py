@@ -325,20 +325,6 @@ def test_dumped_cnn_features_stand_in_for_the_frozen_teacher_cnn(tmp_path):
         model(wav, lengths, cnn_feats=cnn, cnn_feats_lengths=frames, **batch)
 
 
-def test_training_on_dumped_cnn_features_keeps_the_teacher_cnn(tiny_corpus, cnn_dump, tmp_path):
-    out = tmp_path / "exp"
-    conf = write_config(tmp_path / "c.yaml", max_epoch=2, num_iters_per_epoch=2)
-    args = cnn_train_args(tiny_corpus, cnn_dump, conf, out)
-    res = run_train(args + ["--init_from_teacher", CNN_TEACHER, "--teacher_cnn_features", "true"])
-    assert res.returncode == 0, res.stderr[-3000:]
-    from espnet2_stacking.teachers import load_teacher
-
-    state = torch.load(out / "latest.pth", weights_only=True)
-    for k, v in load_teacher(CNN_TEACHER).cnn_state_dict().items():
-        assert torch.equal(state[f"frontend.{k}"], v), k
-    assert [(r["update"], r["to"]) for r in read_log(out)[:-1]] == [(1, 2), (3, 4)]
-
-
 def test_dumped_cnn_features_are_refused_where_they_cannot_be_the_student_cnn(tiny_corpus, cnn_dump, tmp_path):
     conf = write_config(tmp_path / "c.yaml")
     parser = DistillTask.get_parser()
