@@ -62,10 +62,11 @@ def get_parser():
     p.add_argument("--frozen_teacher_cnn", type=str2bool, default=False,
                    help="Every run's CNN starts as the teacher's (--init_from_teacher) and stays "
                         "frozen (freeze_param: frontend): no CNN backward, a fixed cost less")
-    p.add_argument("--dumped_teacher_cnn", type=str2bool, default=True,
-                   help="With --frozen_teacher_cnn, dumped-target runs read the frozen CNN's "
-                        "output from the dump (cnn.scp: dump_teacher_feats --cnn_features true) "
-                        "instead of recomputing it every step")
+    p.add_argument("--reuse_teacher_cnn", type=str2bool, default=True,
+                   help="With --frozen_teacher_cnn, the frozen CNN is never run for the student "
+                        "(--teacher_cnn_features): dumped-target runs read its output from the "
+                        "dump (cnn.scp: dump_teacher_feats --cnn_features true), online runs take "
+                        "it from the teacher's pass; false recomputes it every step")
     p.add_argument("--bracket_none", type=str2bool, default=True,
                    help="Train none again after the other methods: speed-ups are against the "
                         "mean of its two runs, and their difference shows the machine's drift")
@@ -119,12 +120,12 @@ def curve_and_profile(exp: Path):
 
 
 def distill_args(splits: dict, targets: list, mode: str, teacher, frozen_cnn: bool,
-                 dumped_cnn: bool = False) -> list:
+                 reuse_cnn: bool = False) -> list:
     """distill_train's data and teacher options (shared with step_profile.py).
 
     splits: {"train" or "valid": (Kaldi data dir, its dump dir)}; the dump is read in dump mode,
-    and with frozen_cnn and dumped_cnn so is the frozen CNN's output (the online teacher's runs
-    recompute it: no dump there).
+    and with frozen_cnn and reuse_cnn so is the frozen CNN's output (the online teacher's runs
+    take it from the teacher's pass).
     """
     args = []
     for tag, (data, dump) in splits.items():
@@ -138,9 +139,10 @@ def distill_args(splits: dict, targets: list, mode: str, teacher, frozen_cnn: bo
     if frozen_cnn:
         # DistilHuBERT's start (the teacher's CNN), kept by ESPnet's own freeze_param
         args += ["--init_from_teacher", teacher, "--freeze_param", "frontend"]
-        if dumped_cnn and mode == "dump":
-            for tag, (_, dump) in splits.items():
-                args += [f"--{tag}_data_path_and_name_and_type", f"{dump}/cnn.scp,cnn_feats,npy"]
+        if reuse_cnn:
+            if mode == "dump":
+                for tag, (_, dump) in splits.items():
+                    args += [f"--{tag}_data_path_and_name_and_type", f"{dump}/cnn.scp,cnn_feats,npy"]
             args += ["--teacher_cnn_features", "true"]
     return args
 
@@ -153,7 +155,7 @@ def train(conf: dict, args, mode: str, out: Path) -> dict:
     splits = {tag: (args.data_dir / split, None if args.dump_dir is None else args.dump_dir / split)
               for tag, split in (("train", "train"), ("valid", "dev"))}
     cmd += distill_args(splits, conf["target_layers"], mode, args.teacher, args.frozen_teacher_cnn,
-                        args.dumped_teacher_cnn)
+                        args.reuse_teacher_cnn)
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -187,7 +189,9 @@ def plot(results: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     frozen = ", the teacher's CNN frozen" if results.get("frozen_teacher_cnn") else ""
-    frozen += " (dumped: read from the dump)" if results.get("dumped_teacher_cnn") else ""
+    # results before the online reuse say "dumped_teacher_cnn" (the dump mode only)
+    frozen += " (not rerun: dumped or the teacher's)" if results.get("reuse_teacher_cnn") else (
+        " (dumped: read from the dump)" if results.get("dumped_teacher_cnn") else "")
     fig.suptitle(f"{results['updates']} updates per run on {results['machine']}{frozen}")
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
@@ -234,7 +238,7 @@ def main():
     update_hours = base["batch_size"] * sum(min(n, crop) for n in lengths) / len(lengths) / 16000 / 3600
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "updates": args.updates,
                "base_config": str(args.base_config), "frozen_teacher_cnn": args.frozen_teacher_cnn,
-               "dumped_teacher_cnn": args.frozen_teacher_cnn and args.dumped_teacher_cnn,
+               "reuse_teacher_cnn": args.frozen_teacher_cnn and args.reuse_teacher_cnn,
                "runs": {}}
     methods = args.methods.split(",")
     if "none" not in methods:

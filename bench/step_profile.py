@@ -44,9 +44,10 @@ def get_parser():
     p.add_argument("--frozen_teacher_cnn", type=str2bool, default=False,
                    help="The student's CNN starts as the teacher's and stays frozen (as "
                         "stacking_speed.py --frozen_teacher_cnn)")
-    p.add_argument("--dumped_teacher_cnn", type=str2bool, default=True,
-                   help="With --frozen_teacher_cnn, the dump mode reads the frozen CNN's output "
-                        "from the dump (as stacking_speed.py --dumped_teacher_cnn)")
+    p.add_argument("--reuse_teacher_cnn", type=str2bool, default=True,
+                   help="With --frozen_teacher_cnn, the student never runs the frozen CNN: the "
+                        "dump mode reads its output, the online mode takes the teacher's (as "
+                        "stacking_speed.py --reuse_teacher_cnn)")
     p.add_argument("--modes", default="dump,online")
     p.add_argument("--steps", type=int, default=10, help="Timed steps per depth")
     p.add_argument("--warmup", type=int, default=2, help="Untimed steps per depth")
@@ -112,7 +113,7 @@ def build(args, mode: str):
     splits = {tag: (args.data_dir, args.dump_dir) for tag in ("train", "valid")}
     argv = ["--config", str(args.config), "--output_dir", "/nonexistent", "--ngpu", str(args.ngpu),
             *distill_args(splits, targets, mode, args.teacher, args.frozen_teacher_cnn,
-                          args.dumped_teacher_cnn)]
+                          args.reuse_teacher_cnn)]
     if mode == "online":
         argv += ["--teacher_dtype", args.teacher_dtype]
     task_args = DistillTask.get_parser().parse_args(argv)
@@ -149,7 +150,7 @@ def profile_mode(args, mode: str) -> dict:
     for layer in model.encoder.encoders:
         timer.watch(layer, "layers")
     if model.teacher is not None:
-        timer.watch_call(model.teacher, "extract_features", "teacher")
+        timer.watch_call(model.teacher, "extract_features_and_cnn", "teacher")  # extract_features calls it too
     params = [p for p in model.parameters() if p.requires_grad]
 
     def hooked_seconds() -> float:
@@ -194,7 +195,7 @@ def main():
         raise SystemExit("--teacher is needed for --modes online and --frozen_teacher_cnn")
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "config": str(args.config),
                "frozen_teacher_cnn": args.frozen_teacher_cnn,
-               "dumped_teacher_cnn": args.frozen_teacher_cnn and args.dumped_teacher_cnn,
+               "reuse_teacher_cnn": args.frozen_teacher_cnn and args.reuse_teacher_cnn,
                "device": "cuda" if args.ngpu > 0 else "cpu", "steps": args.steps, "modes": {}}
     for mode in args.modes.split(","):
         results["modes"][mode] = profile_mode(args, mode)

@@ -1,5 +1,6 @@
 """Shared fixtures: tiny corpora, distillation configs and teacher dumps built on the fly."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -93,11 +94,52 @@ def run_distill_train(args: list):
     return subprocess.run(cmd, capture_output=True, text=True)
 
 
+@dataclasses.dataclass
+class InProcessRun:
+    returncode: int
+    stderr: str  # what the run logged and printed to stderr, tracebacks included
+
+
+def run_distill_train_in_process(args: list) -> InProcessRun:
+    """distill_train in this process, reported as a subprocess would be: its exit status and its
+    log. A new process spends 10 s importing ESPnet on the CI machine; runs that need their own
+    process (killed, distributed) use run_distill_train."""
+    import contextlib
+    import io
+    import logging
+    import traceback
+
+    from espnet2_stacking.bin.distill_train import main
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(logging.Formatter("%(levelname)s (%(module)s) %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    code = 0
+    try:
+        with contextlib.redirect_stderr(out):
+            main(args)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if e.code is not None and not isinstance(e.code, int):
+            out.write(str(e.code))
+    except Exception:  # a subprocess would print it and exit 1
+        code = 1
+        out.write(traceback.format_exc())
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    return InProcessRun(code, out.getvalue())
+
+
 @pytest.fixture(scope="session")
 def trained_run(tiny_corpus, tmp_path_factory):
     """One staged distillation (depths 1 -> 2 -> 4, dumped targets), shared by tests."""
     root = tmp_path_factory.mktemp("trained")
     out = root / "exp"
-    res = run_distill_train(train_args(tiny_corpus, write_config(root / "c.yaml"), out))
+    res = run_distill_train_in_process(train_args(tiny_corpus, write_config(root / "c.yaml"), out))
     assert res.returncode == 0, res.stderr[-3000:]
     return out

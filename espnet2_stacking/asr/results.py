@@ -6,7 +6,9 @@ distillation wall time, WER/CER per test set), then one section per ASR run with
 
 Where the facts come from:
     upstream spec      ``<asr_dir>/config.yaml`` -> ``frontend_conf.upstream``
-    parameters         counted on the upstream, loaded as the frontend loads it
+    parameters         a student's: its network (CNN, preencoder, layers) as stage 4 counted it
+                       (``stacking.json``: ``parameters``); a teacher's: counted on it, loaded as
+                       the frontend loads it (an ESPnet SSL model's SSL heads included)
     stacking facts     ``stacking.json`` beside an exported student's model.pth (stage 4):
                        ``stacking_method``, ``stacking_schedule``, ``init`` ("random" for the
                        random-init export) and the last ``stacking_log`` line
@@ -71,15 +73,16 @@ def distill_seconds(stacking: dict, where: Path) -> Optional[float]:
 @typechecked
 def upstream_info(asr_dir: Path) -> UpstreamInfo:
     """What RESULTS.md says about the upstream of one ASR run."""
-    from espnet2_stacking.teachers.load import load_teacher
-
     spec = upstream_spec(asr_dir)
     name = asr_dir.name[len("asr_"):] if asr_dir.name.startswith("asr_") else asr_dir.name
-    parameters = sum(p.numel() for p in load_teacher(spec).parameters())
     stacking_file = None if spec.startswith("random:") else Path(spec).parent / "stacking.json"
     if stacking_file is None or not stacking_file.is_file():
+        from espnet2_stacking.teachers.load import load_teacher  # imports ESPnet's SSL task: slow
+
+        parameters = sum(p.numel() for p in load_teacher(spec).parameters())
         return UpstreamInfo(name=name, kind="teacher", spec=spec, parameters=parameters)
     stacking = json.loads(stacking_file.read_text())
+    parameters = stacking["parameters"]  # the student network alone, without loading it
     if stacking.get("init") == "random":
         # the shape of the distilled student, none of its training
         return UpstreamInfo(name=name, kind="random student", spec=spec, parameters=parameters)

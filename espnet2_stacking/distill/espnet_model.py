@@ -6,7 +6,8 @@
 Teacher targets come either from the batch (dumped by stage 2, data names ``target_<t>``) or
 from a teacher run online inside forward (frozen, eval mode, no_grad, never in state_dict()).
 A frontend that is the teacher's CNN, frozen, need not run at all: its output, dumped beside
-the targets (data name ``cnn_feats``), is read from the batch instead.
+the targets (data name ``cnn_feats``), is read from the batch instead, or, with the teacher
+online, taken from the teacher's own pass (``set_teacher(teacher, cnn_from_teacher=True)``).
 Training progress (the update count and the training wall time) lives in float64 buffers so
 that a checkpoint carries it and a resume grows at exactly the same update.
 """
@@ -78,11 +79,17 @@ class DistillModel(AbsESPnetModel):
         # updates dropped by the trainer for a non-finite gradient (counted by StackingTrainer)
         self.register_buffer("skipped_updates", torch.zeros((), dtype=torch.float64))
         self._teacher = None
+        self._cnn_from_teacher = False
         self._last_update_time: Optional[float] = None
 
     # ---- the teacher (online mode): held outside the module tree --------------------------
-    def set_teacher(self, teacher) -> None:
-        """Attach a frozen teacher for online targets; it never enters state_dict()."""
+    def set_teacher(self, teacher, cnn_from_teacher: bool = False) -> None:
+        """Attach a frozen teacher for online targets; it never enters state_dict().
+
+        cnn_from_teacher: the frontend is this teacher's CNN, frozen: take its output from the
+        teacher's pass instead of running the same CNN a second time (as the dumped CNN
+        output stands in for it).
+        """
         if teacher.hidden_size != self.teacher_hidden_size:
             raise ValueError(
                 f"the teacher's width is {teacher.hidden_size} but the model was configured "
@@ -93,9 +100,15 @@ class DistillModel(AbsESPnetModel):
                 f"the plan supervises teacher state {max(self.plan.teacher_states)} but the "
                 f"teacher has only {teacher.num_layers} layers"
             )
+        if cnn_from_teacher and teacher.cnn_channels != self.frontend.output_size():
+            raise ValueError(
+                f"the teacher's CNN gives {teacher.cnn_channels} channels but the "
+                f"student's frontend {self.frontend.output_size()}: it is not the student's CNN"
+            )
         # object.__setattr__ keeps it out of nn.Module's registry (and so out of checkpoints,
         # .parameters() and the optimizer).
         object.__setattr__(self, "_teacher", teacher)
+        self._cnn_from_teacher = cnn_from_teacher
 
     @property
     def teacher(self):
@@ -162,7 +175,9 @@ class DistillModel(AbsESPnetModel):
 
     def _targets(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor, batch: Dict[str, torch.Tensor]
-    ) -> Tuple[Dict[int, torch.Tensor], torch.Tensor]:
+    ) -> Tuple[Dict[int, torch.Tensor], torch.Tensor, Optional[torch.Tensor]]:
+        """The teacher states the plan supervises, their frame lengths, and (online, with
+        cnn_from_teacher) the teacher's CNN output of the same pass, else None."""
         states = self.plan.teacher_states
         if all(target_name(t) in batch for t in states):
             targets = {t: batch[target_name(t)] for t in states}
@@ -173,7 +188,7 @@ class DistillModel(AbsESPnetModel):
                         f"dumped teacher state {t} has width {v.size(-1)} but the model "
                         f"expects teacher_hidden_size={self.teacher_hidden_size}"
                     )
-            return targets, lengths
+            return targets, lengths, None
         if self._teacher is None:
             missing = [target_name(t) for t in states if target_name(t) not in batch]
             raise RuntimeError(
@@ -181,10 +196,10 @@ class DistillModel(AbsESPnetModel):
                 "(give --teacher for online mode, or the dumped .scp files as data)"
             )
         self._teacher.to(speech.device)
-        hidden, lengths = self._teacher.extract_features(
+        hidden, cnn, lengths = self._teacher.extract_features_and_cnn(
             speech, speech_lengths, num_layers=max(states)
         )
-        return {t: hidden[t].float() for t in states}, lengths
+        return {t: hidden[t].float() for t in states}, lengths, cnn if self._cnn_from_teacher else None
 
     def forward(
         self, speech: torch.Tensor, speech_lengths: torch.Tensor, **kwargs
@@ -198,9 +213,11 @@ class DistillModel(AbsESPnetModel):
                 ``cnn_feats_lengths`` for the dumped CNN output; ``utt_id`` from the trainer
                 (unused).
         """
-        hidden, lengths = self.encode(speech, speech_lengths, kwargs.get(CNN_FEATS),
-                                      kwargs.get(f"{CNN_FEATS}_lengths"))
-        targets, target_lengths = self._targets(speech, speech_lengths, kwargs)
+        targets, target_lengths, teacher_cnn = self._targets(speech, speech_lengths, kwargs)
+        cnn_feats, cnn_lengths = kwargs.get(CNN_FEATS), kwargs.get(f"{CNN_FEATS}_lengths")
+        if cnn_feats is None and teacher_cnn is not None:
+            cnn_feats, cnn_lengths = teacher_cnn, target_lengths
+        hidden, lengths = self.encode(speech, speech_lengths, cnn_feats, cnn_lengths)
         # Teachers can be a frame apart from the student (fairseq versions): trim both.
         frames = min(hidden[0].size(1), min(v.size(1) for v in targets.values()))
         lengths = torch.minimum(lengths, target_lengths.to(lengths.device)).clamp(max=frames)

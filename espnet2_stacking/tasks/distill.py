@@ -6,7 +6,8 @@
 
 Targets are dumped teacher states (data names ``target_<t>``, type ``npy``) or, with
 ``--teacher SPEC``, a teacher run online. With ``--teacher_cnn_features true`` the student's CNN
-is the teacher's, frozen, and its output is read from the dump too (data name ``cnn_feats``).
+is the teacher's, frozen, and its output is read from the dump too (data name ``cnn_feats``),
+or, with the teacher online, taken from the teacher's own pass.
 Stages are measured in updates over the whole run: ``--num_iters_per_epoch`` is required so the
 run's length is known before it starts.
 """
@@ -75,6 +76,11 @@ def int_list(value) -> List[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{value}'")
 
 
+def same_teacher(a: str, b: str) -> bool:
+    """Two teacher specs name the same teacher: equal, or paths to the same file."""
+    return a == b or (Path(a).exists() and Path(b).exists() and Path(a).resolve() == Path(b).resolve())
+
+
 class DistillTask(AbsTask):
     num_optimizers: int = 1
     class_choices_list = [frontend_choices, preencoder_choices, encoder_choices, loss_choices]
@@ -101,8 +107,9 @@ class DistillTask(AbsTask):
         group.add_argument("--teacher_cnn_features", type=str2bool, default=False,
                            help="The student's CNN is the teacher's (--init_from_teacher, "
                                 "required), frozen, and its output is read from the dump (data "
-                                "name cnn_feats: dump_teacher_feats --cnn_features) instead of "
-                                "being computed every step")
+                                "name cnn_feats: dump_teacher_feats --cnn_features) or, with "
+                                "--teacher (the same), taken from the online teacher's pass, "
+                                "instead of being computed a second time")
         group.add_argument("--teacher_num_layers", type=int, default=12,
                            help="Transformer layers of the teacher (L_T)")
         group.add_argument("--teacher_hidden_size", type=int, default=768,
@@ -197,18 +204,21 @@ class DistillTask(AbsTask):
         if args.init_from_teacher is None:
             raise StackingConfigError(
                 "--teacher_cnn_features true reads the teacher's CNN output in place of the "
-                "student's CNN: give --init_from_teacher SPEC (the teacher of the dump) so the "
-                "student's CNN is that CNN"
+                "student's CNN: give --init_from_teacher SPEC (the teacher of the dump, or "
+                "--teacher's) so the student's CNN is that CNN"
+            )
+        if args.teacher is not None and not lists and not same_teacher(args.teacher, args.init_from_teacher):
+            raise StackingConfigError(
+                f"--teacher_cnn_features true takes the CNN output from the online teacher's "
+                f"pass, but --teacher {args.teacher} is not --init_from_teacher "
+                f"{args.init_from_teacher}, whose CNN the student holds"
             )
         for scp in lists:
             meta_file = Path(scp).parent / "meta.json"
             if not meta_file.exists():
                 continue  # not made by dump_teacher_feats: the user vouches for it
             dumped = json.loads(meta_file.read_text())["teacher"]
-            same = dumped == args.init_from_teacher or (
-                Path(dumped).exists() and Path(args.init_from_teacher).exists()
-                and Path(dumped).resolve() == Path(args.init_from_teacher).resolve())
-            if not same:
+            if not same_teacher(dumped, args.init_from_teacher):
                 raise StackingConfigError(
                     f"{scp} holds the CNN output of {dumped} ({meta_file}), but the student's CNN "
                     f"comes from --init_from_teacher {args.init_from_teacher}"
@@ -218,7 +228,7 @@ class DistillTask(AbsTask):
     def check_inputs(cls, args: argparse.Namespace) -> None:
         """Fail before the first update on lists that would fail mid-epoch (distill/inputs.py)."""
         widths = {}
-        if args.teacher_cnn_features:
+        if args.teacher_cnn_features:  # where the lists hold it
             widths[CNN_FEATS] = frontend_choices.get_class(args.frontend)(
                 **args.frontend_conf).output_size()
         for split in ("train", "valid"):
@@ -248,13 +258,14 @@ class DistillTask(AbsTask):
                 "the teacher online with --teacher SPEC"
             )
         if getattr(args, "teacher_cnn_features", False):
-            if CNN_FEATS not in given:
+            if CNN_FEATS in given:
+                targets = targets + [CNN_FEATS]
+            elif args.teacher is None:  # online, the teacher's pass gives it
                 raise ValueError(
                     f"--teacher_cnn_features true but --{option} lacks '{CNN_FEATS}': pass the "
                     f"dumped CNN output (dump_teacher_feats --cnn_features true, e.g. "
                     f"dump/train/cnn.scp,{CNN_FEATS},npy)"
                 )
-            targets = targets + [CNN_FEATS]
         if train:
             return DistillCollateFn(targets, crop_mode=args.crop_mode,
                                     max_samples=args.crop_max_samples)
@@ -345,10 +356,15 @@ class DistillTask(AbsTask):
         if args.init_from_teacher is not None:
             cls.init_frontend_from_teacher(model, args, teacher)
         if getattr(args, "teacher_cnn_features", False):
-            # it is the teacher's CNN, whose output the batches carry (see forward)
+            # it is the teacher's CNN, whose output the batches carry or the online teacher
+            # gives (see DistillModel.forward)
             model.frontend.requires_grad_(False)
         if teacher is not None:
-            model.set_teacher(teacher)
+            # the student's CNN is this teacher's, frozen: take its output from the teacher's pass
+            cnn_from_teacher = (getattr(args, "teacher_cnn_features", False)
+                                and args.init_from_teacher is not None
+                                and same_teacher(args.teacher, args.init_from_teacher))
+            model.set_teacher(teacher, cnn_from_teacher=cnn_from_teacher)
         return model
 
     @classmethod

@@ -51,9 +51,10 @@ def test_run_config_and_the_frozen_cnn_options():
     frozen = stacking_speed.distill_args(splits, [3, 6], "online", "t.pth", frozen_cnn=True)
     assert not any("layer_" in a for a in frozen)
     assert frozen[-6:] == ["--teacher", "t.pth", "--init_from_teacher", "t.pth", "--freeze_param", "frontend"]
-    read = stacking_speed.distill_args(splits, [3, 6], "dump", "t.pth", frozen_cnn=True, dumped_cnn=True)
+    read = stacking_speed.distill_args(splits, [3, 6], "dump", "t.pth", frozen_cnn=True, reuse_cnn=True)
     assert "x/dev/cnn.scp,cnn_feats,npy" in read and read[-2:] == ["--teacher_cnn_features", "true"]
-    # the online teacher's runs have no dump to read: they recompute the frozen CNN
-    assert stacking_speed.distill_args(splits, [3, 6], "online", "t.pth", True, True) == frozen
+    # the online teacher's runs have no dump to read: they take the teacher's CNN output
+    assert stacking_speed.distill_args(splits, [3, 6], "online", "t.pth", True, True) == frozen + [
+        "--teacher_cnn_features", "true"]
     # and a trained CNN is never replaced by its dumped output
     assert stacking_speed.distill_args(splits, [3, 6], "dump", "t.pth", False, True) == dumped

@@ -1,5 +1,6 @@
 """Stages 2-3 of the stage driver with ``teacher_cnn_features: true``: stage 2 dumps the
-teacher's CNN output beside its states, stage 3 reads it in place of the student's frozen CNN."""
+teacher's CNN output beside its states, stage 3 reads it in place of the student's frozen CNN;
+with the teacher online, stage 3 takes it from the teacher's pass."""
 
 import os
 import subprocess
@@ -40,7 +41,14 @@ def test_dump_and_distill_with_the_teacher_cnn_output(tmp_path):
     for k, v in load_teacher(TEACHER).cnn_state_dict().items():
         assert torch.equal(state[f"frontend.{k}"], v), k
 
-    # online targets cannot read stage 2's CNN output: refused before training
-    res = subprocess.run(cmd[:2] + ["3"] + cmd[3:] + ["--teacher_mode", "online"], cwd=tmp_path,
-                         capture_output=True, text=True, env={**os.environ})
-    assert res.returncode != 0 and "use --teacher_mode dump" in res.stderr
+    # online: the CNN output comes from the teacher's pass, nothing from stage 2
+    res = subprocess.run(cmd[:2] + ["3"] + cmd[3:] + ["--teacher_mode", "online", "--expdir", "exp_online"],
+                         cwd=tmp_path, capture_output=True, text=True, env={**os.environ})
+    assert res.returncode == 0, res.stderr[-4000:]
+    config = yaml.safe_load((tmp_path / "exp_online/distill_x/config.yaml").read_text())
+    assert config["teacher"] == config["init_from_teacher"] == TEACHER and config["teacher_cnn_features"]
+    lists = config["train_data_path_and_name_and_type"] + config["valid_data_path_and_name_and_type"]
+    assert [name for _, name, _ in lists] == ["speech", "speech"]
+    state = torch.load(tmp_path / "exp_online/distill_x/latest.pth", weights_only=True)
+    for k, v in load_teacher(TEACHER).cnn_state_dict().items():
+        assert torch.equal(state[f"frontend.{k}"], v), k

@@ -151,11 +151,9 @@ require_config() {
     [ -f "${distill_config}" ] || { log "--distill_config '${distill_config}' not found"; exit 2; }
 }
 distill_tag() { local name; name=$(basename "${distill_config}" .yaml); echo "${name#distill_}"; }
-target_layers() {  # the teacher states the distillation config supervises, space separated
-    ${python} -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1]))["target_layers"]; print(" ".join(str(x) for x in (v.split(",") if isinstance(v, str) else v)))' "${distill_config}"
-}
-teacher_cnn_features() {  # "true" when the student reads the teacher's dumped CNN output
-    ${python} -c 'import sys, yaml; print(str(yaml.safe_load(open(sys.argv[1])).get("teacher_cnn_features", False)).lower())' "${distill_config}"
+distill_config_value() {  # distill_config_value KEY DEFAULT: a list space separated, a bool lower case
+    ${python} -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1])).get(sys.argv[2], sys.argv[3]); v = v.split(",") if isinstance(v, str) and "," in v else v; print(" ".join(map(str, v)) if isinstance(v, list) else str(v).lower())' \
+        "${distill_config}" "$1" "$2"
 }
 
 stage_dump() {
@@ -179,7 +177,7 @@ stage_distill() {
     case "${teacher_mode}" in
         online) require_teacher; opts+=(--teacher "${teacher}" --teacher_dtype "${teacher_dtype}") ;;
         dump)
-            for t in $(target_layers); do
+            for t in $(distill_config_value target_layers "4,8,12"); do
                 for dset in train valid; do
                     local d=${train_set}; [ "${dset}" = valid ] && d=${valid_set}
                     [ -f "${dumpdir}/${d}/layer_${t}.scp" ] || { log "${dumpdir}/${d}/layer_${t}.scp missing: run stage 2 (or --teacher_mode online)"; exit 1; }
@@ -188,11 +186,12 @@ stage_distill() {
             done ;;
         *) log "--teacher_mode must be dump or online, got '${teacher_mode}'"; exit 2 ;;
     esac
-    if [ "$(teacher_cnn_features)" = true ]; then
-        # the student's CNN is the teacher's, frozen; its output comes from stage 2's dump
-        [ "${teacher_mode}" = dump ] || { log "teacher_cnn_features: true reads stage 2's dump: use --teacher_mode dump"; exit 2; }
+    if [ "$(distill_config_value teacher_cnn_features false)" = true ]; then
+        # the student's CNN is the teacher's, frozen; its output comes from stage 2's dump or,
+        # online, from the teacher's own pass
         require_teacher
         for dset in train valid; do
+            [ "${teacher_mode}" = dump ] || break
             local d=${train_set}; [ "${dset}" = valid ] && d=${valid_set}
             [ -f "${dumpdir}/${d}/cnn.scp" ] || { log "${dumpdir}/${d}/cnn.scp missing: rerun stage 2 (the config asks for the teacher's CNN output)"; exit 1; }
             opts+=(--${dset}_data_path_and_name_and_type "${dumpdir}/${d}/cnn.scp,cnn_feats,npy")

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import TEACHER, run_distill_train, train_args, write_config, write_data_dir
+from conftest import TEACHER, run_distill_train_in_process, train_args, write_config, write_data_dir
 from espnet2_stacking.distill.dump import dump_teacher_states
 from espnet2_stacking.distill.inputs import check_training_inputs
 
@@ -116,7 +116,7 @@ def test_distill_train_stops_before_training_on_a_bad_list(tiny_corpus, tmp_path
         scp.write_text(scp.read_text().replace(f"{tiny_corpus}/", f"{root}/"))
     uttid, path = (root / "dump/dev/layer_4.scp").read_text().split("\n")[0].split()
     np.save(path, np.load(path)[:, :8])
-    res = run_distill_train(train_args(root, write_config(tmp_path / "c.yaml"), tmp_path / "exp"))
+    res = run_distill_train_in_process(train_args(root, write_config(tmp_path / "c.yaml"), tmp_path / "exp"))
     assert res.returncode == 1
     assert f"utterance '{uttid}'" in res.stderr and "expected (frames, 32)" in res.stderr
     assert "epoch started" not in res.stderr

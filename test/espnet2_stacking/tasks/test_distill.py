@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TEACHER, train_args, write_config
+from conftest import TEACHER, run_distill_train_in_process, train_args, write_config
 from espnet2_stacking.register import register
 from espnet2_stacking.tasks.distill import DistillTask
 
@@ -116,7 +116,7 @@ def test_staged_distillation_grows_at_the_planned_updates(trained_run):
 def test_online_teacher_mode(tiny_corpus, tmp_path):
     out = tmp_path / "exp"
     args = train_args(tiny_corpus, write_config(tmp_path / "c.yaml", max_epoch=2, num_iters_per_epoch=2), out, dumped=False)
-    res = run_train(args + ["--teacher", TEACHER])
+    res = run_distill_train_in_process(args + ["--teacher", TEACHER])
     assert res.returncode == 0, res.stderr[-3000:]
     # 4 updates, EQL over depths 1, 2, 4: growths after updates 1 and 3
     assert [(r["update"], r["to"]) for r in read_log(out)[:-1]] == [(1, 2), (3, 4)]
@@ -126,7 +126,7 @@ def test_online_teacher_mode(tiny_corpus, tmp_path):
 
 def test_missing_targets_are_a_clear_error(tiny_corpus, tmp_path):
     args = train_args(tiny_corpus, write_config(tmp_path / "c.yaml", max_epoch=1), tmp_path / "exp", dumped=False)
-    res = run_train(args)
+    res = run_distill_train_in_process(args)
     assert res.returncode != 0
     assert "no teacher targets" in res.stderr
 
@@ -135,50 +135,42 @@ def _weights(path):
     return torch.load(path, weights_only=True)
 
 
-@pytest.fixture(scope="module")
-def unkilled_run(tiny_corpus, tmp_path_factory):
-    """12 updates over 2 epochs, growths after updates 4 and 8: the run the killed ones match."""
-    root = tmp_path_factory.mktemp("unkilled")
-    over = dict(num_iters_per_epoch=6, max_epoch=2, preencoder_conf={"output_size": 64},
-                encoder_conf={"output_size": 64, "attention_heads": 2, "linear_units": 256,
-                              "pos_enc_layer_type": "abs_pos", "dropout_rate": 0.1})
-    conf = write_config(root / "c.yaml", **over)
-    res = run_train(train_args(tiny_corpus, conf, root / "ref"))
-    assert res.returncode == 0, res.stderr[-3000:]
-    return conf, root / "ref"
-
-
-def _after_the_second_growth(out):
-    log = out / "stacking.jsonl"
-    return log.exists() and len(log.read_text().splitlines()) >= 2
-
-
-def _mid_stage(out):
-    # epoch 1 (updates 1-6) is saved: the run is inside the depth-2 stage (updates 5-8)
-    return (out / "1epoch.pth").exists()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("when, growths_before_kill", [(_after_the_second_growth, 2), (_mid_stage, 1)],
-                         ids=["right after a growth", "mid-stage"])
-def test_sigkill_then_resume_gives_identical_weights(tiny_corpus, unkilled_run, tmp_path, when,
-                                                     growths_before_kill):
-    conf, ref = unkilled_run
-    out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", *train_args(tiny_corpus, conf, out)]
+def _kill_when(cmd, ready, deadline_s: float = 120.0) -> bool:
+    """Run cmd and SIGKILL it as soon as ready() holds; False if it ended first."""
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = out / "stacking.jsonl"
-    deadline = time.time() + 120
+    deadline = time.time() + deadline_s
     while time.time() < deadline and proc.poll() is None:
-        if when(out):
+        if ready():
             os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.005)
     proc.wait()
-    if proc.returncode != -signal.SIGKILL or (out / "2epoch.pth").exists():
-        pytest.skip("the run finished epoch 2 before the kill landed (machine too fast)")
-    assert len(log.read_text().splitlines()) == growths_before_kill
-    res = run_train(train_args(tiny_corpus, conf, out) + ["--resume", "true"])
+    return proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stage_and_right_after_a_growth_then_resume_gives_identical_weights(tiny_corpus, tmp_path):
+    """12 updates over 2 epochs, growths after updates 4 and 8. Killed inside the depth-2 stage
+    (epoch 1 saved), resumed, killed again right after the second growth (before epoch 2 is
+    saved), resumed: the same weights and growths as a run never killed."""
+    over = dict(num_iters_per_epoch=6, max_epoch=2, preencoder_conf={"output_size": 64},
+                encoder_conf={"output_size": 64, "attention_heads": 2, "linear_units": 256,
+                              "pos_enc_layer_type": "abs_pos", "dropout_rate": 0.1})
+    conf = write_config(tmp_path / "c.yaml", **over)
+    ref, out = tmp_path / "ref", tmp_path / "killed"
+    res = run_distill_train_in_process(train_args(tiny_corpus, conf, ref))
+    assert res.returncode == 0, res.stderr[-3000:]
+    cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", *train_args(tiny_corpus, conf, out)]
+    growths = lambda: len((out / "stacking.jsonl").read_text().splitlines()) if (out / "stacking.jsonl").exists() else 0
+    killed = _kill_when(cmd, lambda: (out / "1epoch.pth").exists())
+    if not killed or (out / "2epoch.pth").exists():
+        pytest.skip("the run finished epoch 2 before the first kill landed (machine too fast)")
+    assert growths() == 1
+    killed = _kill_when(cmd + ["--resume", "true"], lambda: growths() >= 2)
+    if not killed or (out / "2epoch.pth").exists():
+        pytest.skip("the resumed run finished epoch 2 before the second kill landed (machine too fast)")
+    assert growths() == 2
+    res = run_distill_train_in_process(train_args(tiny_corpus, conf, out) + ["--resume", "true"])
     assert res.returncode == 0, res.stderr[-3000:]
     a, b = _weights(ref / "latest.pth"), _weights(out / "latest.pth")
     assert set(a) == set(b)
@@ -264,13 +256,13 @@ def _poison(tiny_corpus, tmp_path, every: int):
 def test_non_finite_updates_are_counted_and_a_run_that_keeps_skipping_stops(tiny_corpus, tmp_path):
     bad = _poison(tiny_corpus, tmp_path / "all", every=1)
     out = tmp_path / "stopped"
-    res = run_train(train_args(bad, write_config(tmp_path / "c.yaml"), out) + ["--max_skipped_updates", "3"])
+    res = run_distill_train_in_process(train_args(bad, write_config(tmp_path / "c.yaml"), out) + ["--max_skipped_updates", "3"])
     assert res.returncode != 0
     assert "3 updates in a row were skipped for a non-finite gradient" in res.stderr
 
     some = _poison(tiny_corpus, tmp_path / "some", every=6)  # 2 of 12 utterances
     out = tmp_path / "finished"
-    res = run_train(train_args(some, write_config(tmp_path / "c2.yaml", batch_size=1, num_iters_per_epoch=6, max_epoch=2), out))
+    res = run_distill_train_in_process(train_args(some, write_config(tmp_path / "c2.yaml", batch_size=1, num_iters_per_epoch=6, max_epoch=2), out))
     assert res.returncode == 0, res.stderr[-3000:]
     summary = read_log(out)[-1]["summary"]
     assert summary["skipped_updates"] >= 1 and summary["updates"] + summary["skipped_updates"] == 12
@@ -323,6 +315,32 @@ def test_dumped_cnn_features_stand_in_for_the_frozen_teacher_cnn(tmp_path):
     model.frontend.requires_grad_(True)
     with pytest.raises(RuntimeError, match="frontend is trainable"):
         model(wav, lengths, cnn_feats=cnn, cnn_feats_lengths=frames, **batch)
+
+
+def test_online_teacher_gives_the_frozen_cnn_output_from_its_own_pass(tmp_path):
+    """Online, --teacher_cnn_features takes the CNN output from the teacher's pass: the same
+    loss as running the student's frozen copy of that CNN, which is not run."""
+    argv = ["--config", str(write_config(tmp_path / "c.yaml")), "--output_dir", "x",
+            "--teacher", CNN_TEACHER, "--init_from_teacher", CNN_TEACHER]
+    parser = DistillTask.get_parser()
+    computes = DistillTask.build_model(parser.parse_args(argv + ["--freeze_param", "frontend"])).eval()
+    computes.frontend.requires_grad_(False)  # what ESPnet's main_worker does with --freeze_param
+    args = parser.parse_args(argv + ["--teacher_cnn_features", "true"])
+    DistillTask.check_teacher_cnn_features(args)  # no dumped list needed online
+    DistillTask.build_collate_fn(args, train=True)
+    reuses = DistillTask.build_model(args).eval()
+    reuses.load_state_dict(computes.state_dict())
+    calls = []
+    reuses.frontend.register_forward_hook(lambda *_: calls.append(1))
+    wav = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
+    lengths = torch.tensor([8000, 8000])  # unpadded: the group norm's statistics agree
+    with torch.no_grad():
+        a, b = computes(wav, lengths)[0], reuses(wav, lengths)[0]
+    assert torch.allclose(a, b, rtol=1e-5), (a, b)
+    assert calls == []
+    args.init_from_teacher = CNN_TEACHER.replace("seed=3", "seed=4")
+    with pytest.raises(Exception, match="is not --init_from_teacher"):
+        DistillTask.check_teacher_cnn_features(args)
 
 
 def test_dumped_cnn_features_are_refused_where_they_cannot_be_the_student_cnn(tiny_corpus, cnn_dump, tmp_path):
