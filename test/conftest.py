@@ -103,7 +103,8 @@ class InProcessRun:
 def run_distill_train_in_process(args: list) -> InProcessRun:
     """distill_train in this process, reported as a subprocess would be: its exit status and its
     log. A new process spends 10 s importing ESPnet on the CI machine; runs that need their own
-    process (killed, distributed) use run_distill_train."""
+    process (killed, distributed, or compared bit for bit with one that is: settings other
+    tests leave in this process, such as threads, change the last bits) use run_distill_train."""
     import contextlib
     import io
     import logging

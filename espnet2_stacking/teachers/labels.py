@@ -24,6 +24,7 @@ Example::
 
 import json
 import logging
+import multiprocessing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -65,7 +66,8 @@ def _mfcc_transform() -> torchaudio.transforms.MFCC:
 
 def _batch_features(batch: List[Utterance]) -> List[tuple]:
     """(uttid, (T, 39) float32) for one batch of utterances (module level: runs in workers)."""
-    torch.set_num_threads(1)
+    if multiprocessing.parent_process() is not None:
+        torch.set_num_threads(1)  # nj workers share the cores; in the caller's process (nj=1), keep its setting
     wavs = [load_audio(u, SAMPLE_RATE) for u in batch]
     longest = max(len(w) for w in wavs)
     padded = torch.zeros(len(wavs), longest)

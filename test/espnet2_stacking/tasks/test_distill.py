@@ -158,20 +158,31 @@ def test_sigkill_mid_stage_and_right_after_a_growth_then_resume_gives_identical_
                               "pos_enc_layer_type": "abs_pos", "dropout_rate": 0.1})
     conf = write_config(tmp_path / "c.yaml", **over)
     ref, out = tmp_path / "ref", tmp_path / "killed"
-    res = run_distill_train_in_process(train_args(tiny_corpus, conf, ref))
-    assert res.returncode == 0, res.stderr[-3000:]
-    cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", *train_args(tiny_corpus, conf, out)]
-    growths = lambda: len((out / "stacking.jsonl").read_text().splitlines()) if (out / "stacking.jsonl").exists() else 0
-    killed = _kill_when(cmd, lambda: (out / "1epoch.pth").exists())
-    if not killed or (out / "2epoch.pth").exists():
-        pytest.skip("the run finished epoch 2 before the first kill landed (machine too fast)")
-    assert growths() == 1
-    killed = _kill_when(cmd + ["--resume", "true"], lambda: growths() >= 2)
-    if not killed or (out / "2epoch.pth").exists():
-        pytest.skip("the resumed run finished epoch 2 before the second kill landed (machine too fast)")
-    assert growths() == 2
-    res = run_distill_train_in_process(train_args(tiny_corpus, conf, out) + ["--resume", "true"])
-    assert res.returncode == 0, res.stderr[-3000:]
+    # every run in a process of its own, as a user runs them: in the test process, settings
+    # left by other tests (threads) can change the last bits; the unkilled one goes alongside
+    unkilled_log = tmp_path / "unkilled.log"
+    with unkilled_log.open("w") as log:
+        unkilled = subprocess.Popen([sys.executable, "-m", "espnet2_stacking.bin.distill_train",
+                                     *train_args(tiny_corpus, conf, ref)],
+                                    stdout=subprocess.DEVNULL, stderr=log)
+    try:
+        cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", *train_args(tiny_corpus, conf, out)]
+        growths = lambda: len((out / "stacking.jsonl").read_text().splitlines()) if (out / "stacking.jsonl").exists() else 0
+        killed = _kill_when(cmd, lambda: (out / "1epoch.pth").exists())
+        if not killed or (out / "2epoch.pth").exists():
+            pytest.skip("the run finished epoch 2 before the first kill landed (machine too fast)")
+        assert growths() == 1
+        killed = _kill_when(cmd + ["--resume", "true"], lambda: growths() >= 2)
+        if not killed or (out / "2epoch.pth").exists():
+            pytest.skip("the resumed run finished epoch 2 before the second kill landed (machine too fast)")
+        assert growths() == 2
+        res = run_train(train_args(tiny_corpus, conf, out) + ["--resume", "true"])
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert unkilled.wait(timeout=300) == 0, unkilled_log.read_text()[-3000:]
+    finally:
+        if unkilled.poll() is None:
+            unkilled.kill()
+            unkilled.wait()
     a, b = _weights(ref / "latest.pth"), _weights(out / "latest.pth")
     assert set(a) == set(b)
     for k in a:

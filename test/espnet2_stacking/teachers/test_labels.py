@@ -79,7 +79,13 @@ def test_label_count_equals_cnn_frames_for_many_lengths(tmp_path):
 def test_batched_features_equal_single_utterance_features(tmp_path):
     data = write_dir(tmp_path / "data", [500, 4000, 16000, 9999])
     utts = read_data_dir(data)
-    together = mfcc_features(utts)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        together = mfcc_features(utts)  # nj=1: in this process, whose thread setting it keeps
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
     for u in utts:
         alone = mfcc_features([u])[u.uttid]
         assert alone.shape == (num_frames(u.num_samples), FEAT_DIM)
