@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import TEACHER, run_distill_train_in_process, train_args, write_config
+from conftest import TEACHER, run_distill_train, run_distill_train_in_process, train_args, write_config
 from espnet2_stacking.register import register
 from espnet2_stacking.tasks.distill import DistillTask
 
@@ -20,11 +20,6 @@ register()
 
 def read_log(out: Path):
     return [json.loads(x) for x in (out / "stacking.jsonl").read_text().splitlines()]
-
-
-def run_train(args, **kw):
-    cmd = [sys.executable, "-m", "espnet2_stacking.bin.distill_train", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, **kw)
 
 
 def test_parser_help_and_print_config(capsys):
@@ -176,7 +171,7 @@ def test_sigkill_mid_stage_and_right_after_a_growth_then_resume_gives_identical_
         if not killed or (out / "2epoch.pth").exists():
             pytest.skip("the resumed run finished epoch 2 before the second kill landed (machine too fast)")
         assert growths() == 2
-        res = run_train(train_args(tiny_corpus, conf, out) + ["--resume", "true"])
+        res = run_distill_train(train_args(tiny_corpus, conf, out) + ["--resume", "true"])
         assert res.returncode == 0, res.stderr[-3000:]
         assert unkilled.wait(timeout=300) == 0, unkilled_log.read_text()[-3000:]
     finally:
