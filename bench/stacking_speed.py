@@ -189,9 +189,7 @@ def plot(results: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     frozen = ", the teacher's CNN frozen" if results.get("frozen_teacher_cnn") else ""
-    # results before the online reuse say "dumped_teacher_cnn" (the dump mode only)
-    frozen += " (not rerun: dumped or the teacher's)" if results.get("reuse_teacher_cnn") else (
-        " (dumped: read from the dump)" if results.get("dumped_teacher_cnn") else "")
+    frozen += " (not rerun: dumped or the teacher's)" if results.get("reuse_teacher_cnn") else ""
     fig.suptitle(f"{results['updates']} updates per run on {results['machine']}{frozen}")
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")

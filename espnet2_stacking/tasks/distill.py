@@ -228,7 +228,9 @@ class DistillTask(AbsTask):
     def check_inputs(cls, args: argparse.Namespace) -> None:
         """Fail before the first update on lists that would fail mid-epoch (distill/inputs.py)."""
         widths = {}
-        if args.teacher_cnn_features:  # where the lists hold it
+        given = [entry[1] for split in ("train", "valid")
+                 for entry in getattr(args, f"{split}_data_path_and_name_and_type") or []]
+        if CNN_FEATS in given:  # the student CNN's width, built only to read it
             widths[CNN_FEATS] = frontend_choices.get_class(args.frontend)(
                 **args.frontend_conf).output_size()
         for split in ("train", "valid"):
