@@ -136,7 +136,10 @@ class DistillTask(AbsTask):
                            help="Which student state predicts which teacher state")
         group.add_argument("--optimizer_state_rule", type=str, default="copy",
                            choices=["copy", "reset", "reset_all"],
-                           help="AdamW moments of new layers at a growth")
+                           help="The optimizer state at a growth: copy (new layers take their "
+                                "source's moments), reset (new layers start with none) or "
+                                "reset_all (a fresh optimizer; the best of the three in the "
+                                "bench: README, the optimizer rule)")
         group.add_argument("--total_updates", type=int_or_none, default=None,
                            help="Updates of the whole run (default: max_epoch x "
                                 "num_iters_per_epoch / accum_grad)")
