@@ -138,8 +138,8 @@ class DistillTask(AbsTask):
                            choices=["copy", "reset", "reset_all"],
                            help="The optimizer state at a growth: copy (new layers take their "
                                 "source's moments), reset (new layers start with none) or "
-                                "reset_all (a fresh optimizer; the best of the three in the "
-                                "bench: README, the optimizer rule)")
+                                "reset_all (a fresh optimizer; the bench's choice: README, "
+                                "the optimizer state at a growth)")
         group.add_argument("--total_updates", type=int_or_none, default=None,
                            help="Updates of the whole run (default: max_epoch x "
                                 "num_iters_per_epoch / accum_grad)")
