@@ -25,6 +25,7 @@ from espnet2.utils.types import str2bool
 from stacking_speed import run_config, train  # bench/ is the script's directory
 
 RULES = ("copy", "reset", "reset_all")
+ADAMW_BETAS = [0.9, 0.999]  # torch.optim.AdamW's default
 
 
 def floats(text: str) -> list:
@@ -37,7 +38,7 @@ def rule_config(base: dict, method: str, rule, updates: int, lr: float, beta2: f
     with this optimizer state rule (None: the base's, for `none`, which never grows)."""
     conf = run_config(base, method, updates, seed, points)
     optim_conf = base.get("optim_conf", {})
-    conf["optim_conf"] = dict(optim_conf, lr=lr, betas=[optim_conf.get("betas", [0.9])[0], beta2])
+    conf["optim_conf"] = dict(optim_conf, lr=lr, betas=[optim_conf.get("betas", ADAMW_BETAS)[0], beta2])
     if rule is not None:
         conf["optimizer_state_rule"] = rule
     return conf
@@ -77,7 +78,7 @@ def main():
     base = yaml.safe_load(args.base_config.read_text())
     optim_conf = base.get("optim_conf", {})
     lrs = floats(args.lrs) if args.lrs else [optim_conf["lr"]]
-    beta2s = floats(args.beta2s) if args.beta2s else [optim_conf.get("betas", [0.9, 0.999])[1]]
+    beta2s = floats(args.beta2s) if args.beta2s else [optim_conf.get("betas", ADAMW_BETAS)[1]]
     results = {"base_config": str(args.base_config), "frozen_teacher_cnn": args.frozen_teacher_cnn,
                "rules": rules, "settings": []}
     out = Path("bench/results") / f"{args.name}.json"
