@@ -28,6 +28,7 @@ extras_require = {
         "pytest>=8",
         "pytest-timeout",
         "hypothesis",
+        "ruff",  # tools/test.sh lints before testing
         "transformers>=4.40",
         "safetensors",
     ],

@@ -15,12 +15,14 @@ layer the teacher layer it is most similar to) and one heatmap PNG per run.
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from espnet2_stacking.core.frames import SAMPLE_RATE
+from espnet2_stacking.data.atomic import atomic_output, atomic_write_text
 
 
 def get_parser():
@@ -42,8 +44,8 @@ def run_dir(path: Path) -> Path:
 def states_of(encode, utts, load_audio, batches_by_length):
     """[h_0..h_n] each (all frames of all utts, dim), valid frames only."""
     per_layer = None
-    for batch in batches_by_length(utts, 16000 * 60):
-        wavs = [torch.from_numpy(load_audio(u, 16000)) for u in batch]
+    for batch in batches_by_length(utts, 60 * SAMPLE_RATE):
+        wavs = [torch.from_numpy(load_audio(u, SAMPLE_RATE)) for u in batch]
         lengths = torch.tensor([len(w) for w in wavs])
         states, frames = encode(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True), lengths)
         if per_layer is None:
@@ -73,21 +75,22 @@ def plot(matrix: np.ndarray, title: str, png: Path) -> None:
     ax.set(xlabel="teacher state", ylabel="student state", title=title)
     fig.colorbar(im, ax=ax, label="linear CKA")
     fig.tight_layout()
-    tmp = png.with_name(png.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_output(png) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, png)
 
 
 def main():
     args = get_parser().parse_args()
-    from espnet2_stacking.distill.dump import batches_by_length, load_audio, read_data_dir
-    from espnet2_stacking.distill.export import load_distill_model
-    from espnet2_stacking.teachers import load_teacher
-    from espnet2_stacking.teachers.probe import linear_cka
+    from espnet2_stacking.data.kaldi_dir import read_data_dir
+    from espnet2_stacking.data.utterances import batches_by_length, load_audio
+    from espnet2_stacking.pipelines.export import load_distill_model
+    from espnet2_stacking.pipelines.teacher_probe import linear_cka
+    from espnet2_stacking.tasks.distill_config import stacking_kwargs
+    from espnet2_stacking.upstreams import load_upstream
 
     utts = read_data_dir(args.data_dir)[: args.max_utts]
-    teacher = load_teacher(args.teacher)
+    teacher = load_upstream(args.teacher)
     teacher_states = states_of(lambda x, n: teacher.extract_features(x, n), utts, load_audio, batches_by_length)
     results = {"teacher": args.teacher, "data_dir": str(args.data_dir), "utterances": len(utts), "runs": {}}
     args.out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,16 +106,17 @@ def main():
                     for layer in student_states]
         matrix = cross_cka(s_states, t_states, linear_cka)
         name = path.name
+        method = stacking_kwargs(conf.stacking_conf)["method"]  # the task's default when unset
         results["runs"][name] = {
-            "stacking_method": conf.stacking_method, "lineage": model.encoder.lineage,
+            "stacking_method": method, "lineage": model.encoder.lineage,
             "cka": np.round(matrix, 4).tolist(),
             "most_similar_teacher_state": [int(j) for j in matrix.argmax(1)],
         }
-        plot(matrix, f"{name}: {conf.stacking_method}", args.out_dir / f"{args.name}_similarity_{name}.png")
+        plot(matrix, f"{name}: {method}", args.out_dir / f"{args.name}_similarity_{name}.png")
         print(f"{name:<28} student state -> most similar teacher state: "
               f"{results['runs'][name]['most_similar_teacher_state']}", file=sys.stderr)
     out = args.out_dir / f"{args.name}_similarity.json"
-    out.write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out, json.dumps(results, indent=1) + "\n")
     print(f"-> {out}")
 
 

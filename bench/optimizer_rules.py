@@ -19,10 +19,10 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
 from espnet2.utils.types import str2bool
+from stacking_speed import check_dumps, run_config, train  # bench/ is the script's directory
 
-from stacking_speed import run_config, train  # bench/ is the script's directory
+from espnet2_stacking.data.atomic import atomic_write_text
 
 RULES = ("copy", "reset", "reset_all")
 ADAMW_BETAS = [0.9, 0.999]  # torch.optim.AdamW's default
@@ -34,8 +34,9 @@ def floats(text: str) -> list:
 
 def rule_config(base: dict, method: str, rule, updates: int, lr: float, beta2: float, seed: int,
                 points: int) -> dict:
-    """The base config for one run: the method's, at this peak lr and AdamW beta2 (beta1 kept),
-    with this optimizer state rule (None: the base's, for `none`, which never grows)."""
+    """The base config for one run: the method's (stacking_conf and depths, as stacking_speed.py
+    runs it), at this peak lr and AdamW beta2 (beta1 kept), with this optimizer state rule
+    (None: the base's, for `none`, which never grows)."""
     conf = run_config(base, method, updates, seed, points)
     optim_conf = base.get("optim_conf", {})
     conf["optim_conf"] = dict(optim_conf, lr=lr, betas=[optim_conf.get("betas", ADAMW_BETAS)[0], beta2])
@@ -50,16 +51,17 @@ def get_parser():
     p.add_argument("--data_dir", type=Path, required=True, help="Holds train/ and dev/")
     p.add_argument("--dump_dir", type=Path, required=True, help="Holds train/ and dev/ dumps")
     p.add_argument("--teacher", type=str, default=None,
-                   help="The teacher (needed with --frozen_teacher_cnn: its CNN starts the student)")
+                   help="Optional: the teacher the dump was made with, checked against the "
+                        "dump's meta.json (the runs take their teacher, and with "
+                        "--frozen_teacher_cnn its CNN, from the dump)")
     p.add_argument("--rules", default=",".join(RULES), help="Optimizer state rules to compare")
     p.add_argument("--updates", default="300", help="Updates per run (comma-separated: each)")
     p.add_argument("--lrs", default=None, help="Peak learning rates (default: the config's)")
     p.add_argument("--beta2s", default=None, help="AdamW beta2 values (default: the config's)")
     p.add_argument("--curve_points", type=int, default=6, help="Validation passes per run")
     p.add_argument("--frozen_teacher_cnn", type=str2bool, default=False,
-                   help="As stacking_speed.py's: the teacher's CNN, frozen")
-    p.add_argument("--reuse_teacher_cnn", type=str2bool, default=True,
-                   help="As stacking_speed.py's: the frozen CNN's output read from the dump")
+                   help="As stacking_speed.py's: the teacher's CNN, frozen (--student_cnn "
+                        "teacher_frozen; its output read from the dump's cnn.scp)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ngpu", type=int, default=0)
     p.add_argument("--name", default="optimizer_rules")
@@ -68,14 +70,15 @@ def get_parser():
 
 
 def main():
+    from espnet2_stacking.tasks.distill_config import read_distill_config
+
     args = get_parser().parse_args()
-    if args.frozen_teacher_cnn and args.teacher is None:
-        raise SystemExit("--frozen_teacher_cnn needs --teacher (its CNN starts every student)")
     rules = args.rules.split(",")
     unknown = sorted(set(rules) - set(RULES))
     if unknown:
         raise SystemExit(f"--rules: unknown {unknown}; choose from {list(RULES)}")
-    base = yaml.safe_load(args.base_config.read_text())
+    check_dumps([args.dump_dir / "train", args.dump_dir / "dev"], args.teacher, args.frozen_teacher_cnn)
+    base = read_distill_config(args.base_config)
     optim_conf = base.get("optim_conf", {})
     lrs = floats(args.lrs) if args.lrs else [optim_conf["lr"]]
     beta2s = floats(args.beta2s) if args.beta2s else [optim_conf.get("betas", ADAMW_BETAS)[1]]
@@ -96,9 +99,7 @@ def main():
         setting["vs_none"] = {k: round(v / ref - 1, 4) for k, v in setting["valid_loss"].items()}
         results["settings"].append(setting)
         # written after every setting, so a long sweep stopped part-way keeps what it measured
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(results, indent=1) + "\n")
-        tmp.replace(out)
+        atomic_write_text(out, json.dumps(results, indent=1) + "\n")
     print("| updates | lr | beta2 | none | " + " | ".join(f"interleaved EQL, {r}" for r in rules) + " |")
     print("| --- " * (4 + len(rules)) + "|")
     for s in results["settings"]:

@@ -39,12 +39,16 @@ from pathlib import Path
 import yaml
 from espnet2.utils.types import str2bool
 
+from espnet2_stacking.core.frames import SAMPLE_RATE
+from espnet2_stacking.data.atomic import atomic_output, atomic_write_text
+
+# each run's stacking_conf over the base config's (`none` trains at the base's last depth only)
 METHODS = {
-    "none": dict(stacking_method="none", alignment_mode="l2l_proportional", full_depth_only=True),
-    "interleaved_eql": dict(stacking_method="interleaved", stacking_schedule="eql", alignment_mode="l2l"),
-    "interleaved_prop1": dict(stacking_method="interleaved", stacking_schedule="prop:1", alignment_mode="l2l"),
-    "gradual_eql": dict(stacking_method="gradual", stacking_schedule="eql", alignment_mode="pred"),
-    "midas_eql": dict(stacking_method="midas", stacking_schedule="eql", alignment_mode="pred"),
+    "none": dict(method="none", mode="l2l_proportional"),
+    "interleaved_eql": dict(method="interleaved", schedule="eql", mode="l2l"),
+    "interleaved_prop1": dict(method="interleaved", schedule="prop:1", mode="l2l"),
+    "gradual_eql": dict(method="gradual", schedule="eql", mode="pred"),
+    "midas_eql": dict(method="midas", schedule="eql", mode="pred"),
 }
 
 
@@ -60,13 +64,11 @@ def get_parser():
     p.add_argument("--curve_points", type=int, default=5,
                    help="Validation passes per run (epochs of updates / curve_points updates)")
     p.add_argument("--frozen_teacher_cnn", type=str2bool, default=False,
-                   help="Every run's CNN starts as the teacher's (--init_from_teacher) and stays "
-                        "frozen (freeze_param: frontend): no CNN backward, a fixed cost less")
-    p.add_argument("--reuse_teacher_cnn", type=str2bool, default=True,
-                   help="With --frozen_teacher_cnn, the frozen CNN is never run for the student "
-                        "(--teacher_cnn_features): dumped-target runs read its output from the "
-                        "dump (cnn.scp: dump_teacher_feats --cnn_features true), online runs take "
-                        "it from the teacher's pass; false recomputes it every step")
+                   help="Every run's CNN is the teacher's, frozen (--student_cnn teacher_frozen): "
+                        "no CNN backward, and the student does not run it: the dumped-target "
+                        "runs read its output from the dump (cnn.scp: dump_teacher_feats "
+                        "--cnn_features true; the teacher is the one the dump's meta.json "
+                        "names), the online runs take it from the teacher's pass")
     p.add_argument("--bracket_none", type=str2bool, default=True,
                    help="Train none again after the other methods: speed-ups are against the "
                         "mean of its two runs, and their difference shows the machine's drift")
@@ -78,11 +80,16 @@ def get_parser():
 
 
 def run_config(base: dict, method: str, updates: int, seed: int, points: int = 1) -> dict:
+    """The base config for one run: the method's stacking_conf over the base's, resolved (every
+    key of plan_stacking's, defaults filled), and `updates` in `points` epochs."""
+    from espnet2_stacking.tasks.distill_config import RENAMED, refuse_renamed, stacking_kwargs
+
+    refuse_renamed([name for name in RENAMED if name in base], where="--base_config: ")
     conf = dict(base)
-    spec = dict(METHODS[method])
-    if spec.pop("full_depth_only", False):
-        conf["stacking_depths"] = [conf["stacking_depths"][-1]]
-    conf.update(spec)
+    stacking = stacking_kwargs({**(base.get("stacking_conf") or {}), **METHODS[method]})
+    if stacking["method"] == "none":  # full depth from the start
+        stacking["depths"] = stacking["depths"][-1:]
+    conf["stacking_conf"] = stacking
     if updates % points:
         raise SystemExit(f"--updates {updates} must be a multiple of --curve_points {points}")
     conf.update(num_iters_per_epoch=updates // points, max_epoch=points, seed=seed)
@@ -111,7 +118,7 @@ def curve_and_profile(exp: Path):
     seconds per update of each part of a step (epochs weighted equally: same length)."""
     stats = reporter_stats(exp)
     curve, elapsed = [], 0.0
-    for e, s in stats.items():
+    for s in stats.values():
         elapsed += epoch_seconds(s["train"])
         curve.append((round(elapsed, 3), float(s["valid"]["loss"])))
     profile = {k: round(sum(float(s["train"][k]) for s in stats.values()) / len(stats), 5)
@@ -119,32 +126,54 @@ def curve_and_profile(exp: Path):
     return curve, curve[-1][1], profile
 
 
-def distill_args(splits: dict, targets: list, mode: str, teacher, frozen_cnn: bool,
-                 reuse_cnn: bool = False) -> list:
+def distill_args(splits: dict, mode: str, teacher, frozen_cnn: bool) -> list:
     """distill_train's data and teacher options (shared with step_profile.py).
 
-    splits: {"train" or "valid": (Kaldi data dir, its dump dir)}; the dump is read in dump mode,
-    and with frozen_cnn and reuse_cnn so is the frozen CNN's output (the online teacher's runs
-    take it from the teacher's pass).
+    splits: {"train" or "valid": (Kaldi data dir, its dump dir)}. In dump mode the task reads
+    each dump dir (its meta.json, the config's layer lists and, with frozen_cnn, the frozen CNN's
+    output when dumped); in online mode the teacher runs inside training (and, with frozen_cnn,
+    its pass gives the CNN output).
     """
+    if mode not in ("dump", "online"):
+        raise SystemExit(f"teacher mode must be dump or online, got '{mode}'")
     args = []
     for tag, (data, dump) in splits.items():
         args += [f"--{tag}_data_path_and_name_and_type", f"{data}/wav.scp,speech,sound",
                  f"--{tag}_shape_file", f"{data}/utt2num_samples"]
         if mode == "dump":
-            for t in targets:
-                args += [f"--{tag}_data_path_and_name_and_type", f"{dump}/layer_{t}.scp,target_{t},npy"]
+            args += [f"--{tag}_dump_dir", str(dump)]
     if mode == "online":
         args += ["--teacher", teacher]
     if frozen_cnn:
-        # DistilHuBERT's start (the teacher's CNN), kept by ESPnet's own freeze_param
-        args += ["--init_from_teacher", teacher, "--freeze_param", "frontend"]
-        if reuse_cnn:
-            if mode == "dump":
-                for tag, (_, dump) in splits.items():
-                    args += [f"--{tag}_data_path_and_name_and_type", f"{dump}/cnn.scp,cnn_feats,npy"]
-            args += ["--teacher_cnn_features", "true"]
+        args += ["--student_cnn", "teacher_frozen"]
     return args
+
+
+def check_dumps(dump_dirs: list, teacher, frozen_cnn: bool) -> None:
+    """The dumps against the bench's options (shared with the other scripts): the dumped-target
+    runs distil the teacher a dump's meta.json names (and, with frozen_cnn, take its CNN), which
+    must be --teacher when given (the online runs' teacher); a dump without the CNN's output
+    leaves the frozen CNN to run every step (warned)."""
+    from espnet2_stacking.tasks.distill import read_dump_meta, same_teacher
+
+    for dump in dump_dirs:
+        meta = read_dump_meta(dump)
+        if teacher is not None and not same_teacher(meta["teacher"], teacher):
+            raise SystemExit(f"{dump} holds the states of {meta['teacher']} ({dump}/meta.json), "
+                             f"not of --teacher {teacher}")
+        if frozen_cnn and not meta.get("cnn_features"):
+            print(f"[bench] WARNING: {dump} holds no CNN output (dump_teacher_feats --cnn_features "
+                  "true adds it): the dumped-target runs compute the frozen CNN every step",
+                  file=sys.stderr, flush=True)
+
+
+def run_plan(conf: dict, updates: int):
+    """The stacking plan of a run_config's config over `updates` updates."""
+    from espnet2_stacking.stacking import plan_stacking
+
+    kwargs = dict(conf["stacking_conf"])
+    return plan_stacking(kwargs.pop("method"), kwargs.pop("depths"), **kwargs,
+                         teacher_layers=conf["teacher_num_layers"], total_updates=updates)
 
 
 def train(conf: dict, args, mode: str, out: Path) -> dict:
@@ -154,8 +183,7 @@ def train(conf: dict, args, mode: str, out: Path) -> dict:
            "--output_dir", str(out / "exp"), "--ngpu", str(args.ngpu), "--use_matplotlib", "false"]
     splits = {tag: (args.data_dir / split, None if args.dump_dir is None else args.dump_dir / split)
               for tag, split in (("train", "train"), ("valid", "dev"))}
-    cmd += distill_args(splits, conf["target_layers"], mode, args.teacher, args.frozen_teacher_cnn,
-                        args.reuse_teacher_cnn)
+    cmd += distill_args(splits, mode, args.teacher, args.frozen_teacher_cnn)
     start = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -189,13 +217,11 @@ def plot(results: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     frozen = ", the teacher's CNN frozen" if results.get("frozen_teacher_cnn") else ""
-    frozen += " (not rerun: dumped or the teacher's)" if results.get("reuse_teacher_cnn") else ""
     fig.suptitle(f"{results['updates']} updates per run on {results['machine']}{frozen}")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def epoch_depths(plan, epochs: int) -> list:
@@ -224,19 +250,24 @@ def layer_share(runs: list, reference: list, full_depth: int) -> float:
 
 def main():
     args = get_parser().parse_args()
-    if args.teacher is None and ("online" in args.teacher_modes or args.frozen_teacher_cnn):
-        raise SystemExit("--teacher is needed for online runs and --frozen_teacher_cnn")
-    from espnet2_stacking.stacking import plan_stacking
+    from espnet2_stacking.tasks.distill_config import read_distill_config
 
-    base = yaml.safe_load(args.base_config.read_text())
+    modes = args.teacher_modes.split(",")
+    if args.teacher is None and "online" in modes:
+        raise SystemExit("--teacher is needed for online runs")
+    if "dump" in modes:
+        if args.dump_dir is None:
+            raise SystemExit("--teacher_modes dump needs --dump_dir")
+        check_dumps([args.dump_dir / "train", args.dump_dir / "dev"], args.teacher,
+                    args.frozen_teacher_cnn)
+    base = read_distill_config(args.base_config)
     lengths = [int(line.split()[1]) for line in
                (args.data_dir / "train" / "utt2num_samples").read_text().splitlines()]
     crop = base.get("crop_max_samples") or max(lengths)
     # audio one update sees: batch_size utterances, each cut to at most crop_max_samples
-    update_hours = base["batch_size"] * sum(min(n, crop) for n in lengths) / len(lengths) / 16000 / 3600
+    update_hours = base["batch_size"] * sum(min(n, crop) for n in lengths) / len(lengths) / SAMPLE_RATE / 3600
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "updates": args.updates,
                "base_config": str(args.base_config), "frozen_teacher_cnn": args.frozen_teacher_cnn,
-               "reuse_teacher_cnn": args.frozen_teacher_cnn and args.reuse_teacher_cnn,
                "runs": {}}
     methods = args.methods.split(",")
     if "none" not in methods:
@@ -244,23 +275,19 @@ def main():
     # none first and, to see the machine drift, once more at the end: speed-ups are against
     # the mean of the two
     order = ["none"] + [m for m in methods if m != "none"] + (["none_again"] if args.bracket_none else [])
-    for mode in args.teacher_modes.split(","):
+    for mode in modes:
         for key in order:
             method = "none" if key == "none_again" else key
             conf = run_config(base, method, args.updates, args.seed, args.curve_points)
             print(f"[bench] {mode} {key} ...", file=sys.stderr, flush=True)
             r = train(conf, args, mode, args.work_dir / args.name / f"{mode}_{key}")
-            plan = plan_stacking(conf["stacking_method"], conf["stacking_depths"],
-                                 schedule=conf.get("stacking_schedule", "eql"), total_updates=args.updates,
-                                 mode=conf["alignment_mode"], targets=conf["target_layers"],
-                                 teacher_layers=conf["teacher_num_layers"],
-                                 block_size=conf.get("stacking_block_size"))
+            plan = run_plan(conf, args.updates)
             r["stage_updates"] = list(plan.stage_lengths)
             r["epoch_depths"] = epoch_depths(plan, args.curve_points)
-            full = conf["stacking_depths"][-1]
+            full = conf["stacking_conf"]["depths"][-1]
             r["layer_ratio"] = sum(n * d for n, d in zip(plan.stage_lengths, plan.depths)) / (args.updates * full)
             results["runs"][f"{mode}/{key}"] = r
-    for mode in args.teacher_modes.split(","):
+    for mode in modes:
         runs = {k.split("/")[1]: v for k, v in results["runs"].items() if k.startswith(mode + "/")}
         refs = [runs[k] for k in ("none", "none_again") if k in runs]
         ref_seconds = sum(r["train_seconds"] for r in refs) / len(refs)
@@ -269,16 +296,17 @@ def main():
             drift = (refs[1]["train_seconds"] - refs[0]["train_seconds"]) / ref_seconds
             results[f"{mode}_none_drift"] = round(drift, 4)
         stacking = [v for m, v in runs.items() if m not in ("none", "none_again")]
-        f = layer_share(stacking, ref_epochs, base["stacking_depths"][-1])
+        f = layer_share(stacking, ref_epochs, base["stacking_conf"]["depths"][-1])
         results[f"{mode}_layer_share"] = round(f, 4)
-        for m, v in runs.items():
+        for v in runs.values():
             v["speedup"] = round(ref_seconds / v["train_seconds"], 3)
             v["ideal_speedup"] = round(1 / ((1 - f) + f * v["layer_ratio"]), 3)
-            v["share_of_ideal"] = round((v["speedup"] - 1) / (v["ideal_speedup"] - 1), 3) if v["ideal_speedup"] > 1 else None
+            v["share_of_ideal"] = (round((v["speedup"] - 1) / (v["ideal_speedup"] - 1), 3)
+                                   if v["ideal_speedup"] > 1 else None)
             v["audio_hours_per_hour"] = round(update_hours * v["updates"] / (v["train_seconds"] / 3600), 1)
     out = Path("bench/results") / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out, json.dumps(results, indent=1) + "\n")
     plot(results, out.with_suffix(".png"))
     print(f"{'mode/method':<26}{'train s':>9}{'speed-up':>9}{'ideal':>7}{'of ideal':>9}{'valid loss':>11}")
     for k, v in results["runs"].items():
@@ -288,7 +316,7 @@ def main():
     for k, v in results["runs"].items():
         p = v["step_profile"]
         print(f"{k:<26}" + "".join(f"{1000 * p[part]:>{w}.1f}" for part, w in zip(STEP_PARTS, (9, 9, 9, 8))))
-    for mode in args.teacher_modes.split(","):
+    for mode in modes:
         drift = results.get(f"{mode}_none_drift")
         print(f"{mode}: layer share f = {results[f'{mode}_layer_share']}"
               + ("" if drift is None else f", none's second run {100 * drift:+.1f} % against its first"))

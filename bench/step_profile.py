@@ -27,8 +27,9 @@ from pathlib import Path
 
 import torch
 from espnet2.utils.types import str2bool
+from stacking_speed import check_dumps, distill_args  # bench/ is the script's directory
 
-from stacking_speed import distill_args  # bench/ is the script's directory
+from espnet2_stacking.data.atomic import atomic_write_text
 
 HOOKED = ("teacher", "cnn", "preencoder", "pos_conv", "layers")
 PARTS = ("data",) + HOOKED + ("heads_loss", "backward", "optimizer")
@@ -38,16 +39,14 @@ def get_parser():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, required=True, help="A distillation YAML")
     p.add_argument("--data_dir", type=Path, required=True, help="Kaldi dir: wav.scp, utt2num_samples")
-    p.add_argument("--dump_dir", type=Path, default=None, help="Its dumped targets (layer_<t>.scp)")
+    p.add_argument("--dump_dir", type=Path, default=None,
+                   help="Its dump (dump_teacher_feats --out_dir: meta.json, layer_<t>.scp)")
     p.add_argument("--teacher", default=None, help="Teacher spec for the online mode")
     p.add_argument("--teacher_dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     p.add_argument("--frozen_teacher_cnn", type=str2bool, default=False,
-                   help="The student's CNN starts as the teacher's and stays frozen (as "
-                        "stacking_speed.py --frozen_teacher_cnn)")
-    p.add_argument("--reuse_teacher_cnn", type=str2bool, default=True,
-                   help="With --frozen_teacher_cnn, the student never runs the frozen CNN: the "
-                        "dump mode reads its output, the online mode takes the teacher's (as "
-                        "stacking_speed.py --reuse_teacher_cnn)")
+                   help="The student's CNN is the teacher's, frozen (--student_cnn "
+                        "teacher_frozen, as stacking_speed.py --frozen_teacher_cnn): the dump "
+                        "mode reads its output from the dump, the online mode takes the teacher's")
     p.add_argument("--modes", default="dump,online")
     p.add_argument("--steps", type=int, default=10, help="Timed steps per depth")
     p.add_argument("--warmup", type=int, default=2, help="Untimed steps per depth")
@@ -104,19 +103,18 @@ def build(args, mode: str):
 
     from espnet2_stacking.tasks.distill import DistillTask
 
-    import yaml
-
     if mode == "dump" and args.dump_dir is None:
         raise SystemExit("--modes dump needs --dump_dir")
-    targets = yaml.safe_load(args.config.read_text())["target_layers"]
     # ESPnet wants a valid set to parse; only the training iterator is built
     splits = {tag: (args.data_dir, args.dump_dir) for tag in ("train", "valid")}
     argv = ["--config", str(args.config), "--output_dir", "/nonexistent", "--ngpu", str(args.ngpu),
-            *distill_args(splits, targets, mode, args.teacher, args.frozen_teacher_cnn,
-                          args.reuse_teacher_cnn)]
+            *distill_args(splits, mode, args.teacher, args.frozen_teacher_cnn)]
     if mode == "online":
         argv += ["--teacher_dtype", args.teacher_dtype]
     task_args = DistillTask.get_parser().parse_args(argv)
+    # what ESPnet's main does after parsing (check_required_command_args): the dump dirs
+    # expand into the config's layer lists (and the frozen CNN's output), old options fail
+    DistillTask.resolve_args(task_args)
     device = torch.device("cuda" if args.ngpu > 0 else "cpu")
     model = DistillTask.build_model(task_args).to(device)
     for prefix in task_args.freeze_param:  # what ESPnet's main_worker does with --freeze_param
@@ -191,19 +189,21 @@ def profile_mode(args, mode: str) -> dict:
 
 def main():
     args = get_parser().parse_args()
-    if args.teacher is None and ("online" in args.modes or args.frozen_teacher_cnn):
-        raise SystemExit("--teacher is needed for --modes online and --frozen_teacher_cnn")
+    modes = args.modes.split(",")
+    if args.teacher is None and "online" in modes:
+        raise SystemExit("--teacher is needed for --modes online")
+    if "dump" in modes:
+        if args.dump_dir is None:
+            raise SystemExit("--modes dump needs --dump_dir")
+        check_dumps([args.dump_dir], args.teacher, args.frozen_teacher_cnn)
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "config": str(args.config),
                "frozen_teacher_cnn": args.frozen_teacher_cnn,
-               "reuse_teacher_cnn": args.frozen_teacher_cnn and args.reuse_teacher_cnn,
                "device": "cuda" if args.ngpu > 0 else "cpu", "steps": args.steps, "modes": {}}
-    for mode in args.modes.split(","):
+    for mode in modes:
         results["modes"][mode] = profile_mode(args, mode)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"{args.name}_profile.json"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(tmp, out)
+    atomic_write_text(out, json.dumps(results, indent=1) + "\n")
     print(f"{'ms per step':<16}" + "".join(f"{p:>11}" for p in PARTS + ("total",)))
     for mode, rows in results["modes"].items():
         for depth, row in rows.items():

@@ -32,11 +32,12 @@ def write_data_dir(root: Path, split: str, num_utts: int, seed: int = 0) -> Path
     return out
 
 
-def distill_config(**over) -> dict:
+def distill_config(stacking=None, **over) -> dict:
+    """A tiny distillation config; ``stacking`` updates its stacking_conf, ``over`` the rest."""
     conf = {
-        "teacher_num_layers": 4, "teacher_hidden_size": 32, "target_layers": [2, 4],
-        "stacking_method": "interleaved", "stacking_depths": [1, 2, 4], "stacking_schedule": "eql",
-        "alignment_mode": "l2l_proportional",
+        "teacher_num_layers": 4, "teacher_hidden_size": 32,
+        "stacking_conf": {"method": "interleaved", "depths": [1, 2, 4], "targets": [2, 4],
+                          "schedule": "eql", "mode": "l2l_proportional"},
         "frontend": "wav2vec_cnn",
         "frontend_conf": {"norm_mode": "group_norm", "conv_mode": "standard", "bias": False,
                           "shapes": [[16, 10, 5]] + [[16, 3, 2]] * 4 + [[16, 2, 2]] * 2},
@@ -53,6 +54,7 @@ def distill_config(**over) -> dict:
         "best_model_criterion": [["valid", "loss", "min"]], "use_matplotlib": False,
         "seed": 0, "num_workers": 0,
     }
+    conf["stacking_conf"].update(stacking or {})
     conf.update(over)
     return conf
 
@@ -60,7 +62,7 @@ def distill_config(**over) -> dict:
 @pytest.fixture(scope="session")
 def tiny_corpus(tmp_path_factory):
     """data/{train,dev} and the teacher's dumped states 2 and 4 for both (built once)."""
-    from espnet2_stacking.distill.dump import dump_teacher_states
+    from espnet2_stacking.pipelines.teacher_dump import dump_teacher_states
 
     root = tmp_path_factory.mktemp("corpus")
     dirs = {"train": write_data_dir(root / "data", "train", 12), "dev": write_data_dir(root / "data", "dev", 4, seed=1)}
@@ -80,9 +82,7 @@ def train_args(root: Path, config: Path, out: Path, dumped: bool = True) -> list
         args += [f"--{tag}_data_path_and_name_and_type", f"{root}/data/{split}/wav.scp,speech,sound",
                  f"--{tag}_shape_file", f"{root}/data/{split}/utt2num_samples"]
         if dumped:
-            for t in (2, 4):
-                args += [f"--{tag}_data_path_and_name_and_type",
-                         f"{root}/dump/{split}/layer_{t}.scp,target_{t},npy"]
+            args += [f"--{tag}_dump_dir", f"{root}/dump/{split}"]
     return args
 
 

@@ -1,13 +1,13 @@
 """A frozen speech SSL upstream as a frontend of ESPnet's ASR task (SUPERB style).
 
-Registered as ``stacking_upstream`` (see :mod:`espnet2_stacking.register`). The upstream is
-anything :func:`espnet2_stacking.teachers.load_teacher` reads: an exported student
+Registered as ``stacking_upstream`` (see :mod:`espnet2_stacking.tasks.register`). The upstream is
+anything :func:`espnet2_stacking.upstreams.load_upstream` reads: an exported student
 (``exp/student_<tag>/model.pth``, an ESPnet SSL-task model), the teacher itself (a fairseq
 ``.pt``, a Hugging Face dir, ``random:hubert?...``) or a random-init student export. The
 frontend returns either a learnable softmax-weighted sum of h_0..h_N (weights zero-initialised,
 i.e. the plain mean at the start, as SUPERB's featurizer) or one chosen state h_k.
 
-The upstream is an :class:`~espnet2_stacking.teachers.AbsTeacher`, deliberately not an
+The upstream is an :class:`~espnet2_stacking.upstreams.AbsUpstream`, deliberately not an
 ``nn.Module``: it is frozen (never in ``parameters()``, so no optimizer sees it and ESPnet's
 ``freeze_param`` is not needed), in eval mode whatever ``.train()`` says, not in
 ``state_dict()`` (ASR checkpoints hold only the weighted-sum weights; the upstream is re-read
@@ -30,12 +30,12 @@ from typing import Optional, Tuple, Union
 
 import humanfriendly
 import torch
-from typeguard import typechecked
-
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.frontend.espnet_ssl import Featureizer
-from espnet2_stacking.teachers.abs_teacher import SAMPLE_RATE
-from espnet2_stacking.teachers.load import load_teacher
+from typeguard import typechecked
+
+from espnet2_stacking.core.frames import SAMPLE_RATE
+from espnet2_stacking.upstreams.load import load_upstream
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ class StackingUpstreamFrontend(AbsFrontend):
     """Hidden states of a frozen upstream as ASR features.
 
     Args:
-        upstream: a teacher spec for ``load_teacher`` (a path or ``random:...``).
+        upstream: a teacher spec for ``load_upstream`` (a path or ``random:...``).
         fs: the sampling rate of the input (int or e.g. "16k"); must be 16 kHz.
         layer: None for the weighted sum over h_0..h_num_layers, or k to return h_k only.
         num_layers: the deepest state used (default: all the upstream has); deeper layers
@@ -70,7 +70,7 @@ class StackingUpstreamFrontend(AbsFrontend):
     def __init__(
         self,
         upstream: str,
-        fs: Union[int, str] = 16000,
+        fs: Union[int, str] = SAMPLE_RATE,
         layer: Optional[int] = None,
         num_layers: Optional[int] = None,
         upstream_dtype: str = "float32",
@@ -109,7 +109,7 @@ class StackingUpstreamFrontend(AbsFrontend):
         self.featurizer = Featureizer(depth + 1) if layer is None else None
 
     def _load_upstream(self):
-        return load_teacher(self.upstream_spec, dtype=self.upstream_dtype,
+        return load_upstream(self.upstream_spec, dtype=self.upstream_dtype,
                             normalize=self.upstream_normalize)
 
     def output_size(self) -> int:

@@ -27,7 +27,7 @@ import yaml
 from typeguard import typechecked
 
 from espnet2_stacking.asr.scoring import ErrorCounts
-from espnet2_stacking.data.kaldi_dir import atomic_write_text
+from espnet2_stacking.data.atomic import atomic_write_text
 
 HEADER = "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|"
 
@@ -77,9 +77,9 @@ def upstream_info(asr_dir: Path) -> UpstreamInfo:
     name = asr_dir.name[len("asr_"):] if asr_dir.name.startswith("asr_") else asr_dir.name
     stacking_file = None if spec.startswith("random:") else Path(spec).parent / "stacking.json"
     if stacking_file is None or not stacking_file.is_file():
-        from espnet2_stacking.teachers.load import load_teacher  # imports ESPnet's SSL task: slow
+        from espnet2_stacking.upstreams.load import load_upstream  # imports ESPnet's SSL task: slow
 
-        parameters = sum(p.numel() for p in load_teacher(spec).parameters())
+        parameters = sum(p.numel() for p in load_upstream(spec).parameters())
         return UpstreamInfo(name=name, kind="teacher", spec=spec, parameters=parameters)
     stacking = json.loads(stacking_file.read_text())
     parameters = stacking["parameters"]  # the student network alone, without loading it

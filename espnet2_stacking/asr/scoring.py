@@ -29,8 +29,8 @@ import editdistance
 from rapidfuzz.distance import Levenshtein
 from typeguard import typechecked
 
+from espnet2_stacking.core.text import short_list
 from espnet2_stacking.data.kaldi_dir import read_scp
-from espnet2_stacking.teachers.abs_teacher import short_list
 
 logger = logging.getLogger(__name__)
 

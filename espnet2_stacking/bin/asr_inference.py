@@ -9,7 +9,7 @@ Example (CTC only):
         --output_dir exp/asr_student/decode_test    # -> 1best_recog/text
 """
 
-from espnet2_stacking.register import register
+from espnet2_stacking.tasks.register import register
 
 register()
 

@@ -9,7 +9,7 @@ Example:
         --train_data_path_and_name_and_type data/train/text,text,text ... --output_dir exp/asr_student
 """
 
-from espnet2_stacking.register import register
+from espnet2_stacking.tasks.register import register
 
 register()
 

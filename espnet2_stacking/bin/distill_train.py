@@ -9,7 +9,7 @@ Example:
         --train_shape_file data/train/utt2num_samples ... --output_dir exp/distill
 """
 
-from espnet2_stacking.register import register_scheduler
+from espnet2_stacking.tasks.register import register_scheduler
 
 register_scheduler()
 

@@ -6,10 +6,10 @@ Example (several data dirs in one run: each --data_dir goes to the --out_dir at 
         --teacher /models/hubert_base_ls960.pt --distill_config conf/distill.yaml \
         --out_dir dump/train dump/dev --nj 4 --ngpu 1
 
-The layers come from --layers, or from ``target_layers`` of the distillation config (which
-also fixes the expected teacher width and depth, and with ``teacher_cnn_features: true`` asks
-for the teacher's CNN output too). Rerunning after a kill continues where it
-stopped; see espnet2_stacking.distill.dump for the output layout.
+The layers come from --layers, or from ``stacking_conf.targets`` of the distillation config
+(which also fixes the expected teacher width and depth, and with ``student_cnn: teacher_frozen``
+asks for the teacher's CNN output too). Rerunning after a kill continues where it
+stopped; see espnet2_stacking.pipelines.teacher_dump for the output layout.
 """
 
 import argparse
@@ -18,17 +18,10 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-import yaml
-
 from espnet2.utils.types import str2bool
-from espnet2_stacking.distill.dump import dump_teacher_states
 
-
-def int_list(value: str) -> List[int]:
-    try:
-        return [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{value}'")
+from espnet2_stacking.core.text import int_list
+from espnet2_stacking.pipelines.teacher_dump import dump_teacher_states
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -44,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--layers", type=int_list, default=None,
                         help="Teacher hidden states to store, e.g. 4,8,12")
     parser.add_argument("--distill_config", type=Path, default=None,
-                        help="Read target_layers (and the expected teacher shape) from this "
+                        help="Read stacking_conf.targets (and the expected teacher shape) from this "
                              "distillation YAML instead of --layers")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                         help="dtype the teacher runs in (files are always float16)")
@@ -57,26 +50,22 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cnn_features", type=str2bool, default=None,
                         help="Also store the teacher's CNN output (cnn.scp), which a student "
                              "with the teacher's CNN frozen reads instead of recomputing it "
-                             "(--teacher_cnn_features). Default: the distillation config's "
-                             "teacher_cnn_features, else false")
+                             "(student_cnn teacher_frozen). Default: true when the distillation "
+                             "config says student_cnn: teacher_frozen, else false")
     parser.add_argument("--max_batch_seconds", type=float, default=100.0,
                         help="Audio per batch, padding included")
     return parser
 
 
 def layers_from_config(path: Path) -> dict:
-    with path.open(encoding="utf-8") as f:
-        conf = yaml.safe_load(f) or {}
-    if "target_layers" not in conf:
-        raise ValueError(f"{path}: no 'target_layers' key (which teacher states to dump?)")
-    layers = conf["target_layers"]
-    if isinstance(layers, str):
-        layers = int_list(layers)
+    from espnet2_stacking.tasks.distill_config import read_distill_config
+
+    conf = read_distill_config(path)
     return {
-        "layers": [int(v) for v in layers],
+        "layers": sorted(conf["stacking_conf"]["targets"]),
         "hidden_size": conf.get("teacher_hidden_size"),
         "num_teacher_layers": conf.get("teacher_num_layers"),
-        "cnn_features": str2bool(str(conf.get("teacher_cnn_features", False))),
+        "cnn_features": conf.get("student_cnn") == "teacher_frozen",
     }
 
 

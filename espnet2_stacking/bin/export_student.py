@@ -5,9 +5,10 @@ Example:
     python -m espnet2_stacking.bin.export_student --distill_dir exp/distill_interleaved \
         --out_dir exp/student_interleaved
 
-(--random_out_dir DIR also writes the untrained student of the same shape there, the
-downstream reference; --random_init writes only that one to --out_dir) writes a stock ESPnet SSL-task model (config.yaml + model.pth) that ESPnet's ASR task loads
+writes a stock ESPnet SSL-task model (config.yaml + model.pth) that ESPnet's ASR task loads
 through its ``espnet_ssl`` frontend with no plugin code, plus stacking.json (the growth log).
+--random_out_dir DIR also writes the untrained student of the same shape there, the
+downstream reference; --random_init writes only that one to --out_dir.
 """
 
 import argparse
@@ -15,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet2_stacking.distill.export import export_student
+from espnet2_stacking.pipelines.export import export_student
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ Example:
 MFCC k-means labels, ESPnet collect stats, ESPnet training, then <out_dir>/model.pth with
 config.yaml beside it (a --teacher for every later stage); the path is printed last. --resume
 continues a killed run (finished sub-steps are skipped, training resumes from its checkpoint).
-See espnet2_stacking.teachers.pretrain for the layout of <out_dir>.
+See espnet2_stacking.pipelines.teacher_pretrain for the layout of <out_dir>.
 """
 
 import argparse
@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
-from espnet2_stacking.teachers.pretrain import pretrain_teacher
+from espnet2_stacking.pipelines.teacher_pretrain import pretrain_teacher
 
 
 def get_parser() -> argparse.ArgumentParser:

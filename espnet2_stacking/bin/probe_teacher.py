@@ -7,7 +7,7 @@ Example:
 
 Prints ``layer | trained acc | random acc`` and writes <out_dir>/probe.json (with
 ``trained_beats_random``) and <out_dir>/probe.png. The exit status does not depend on the
-verdict. See espnet2_stacking.teachers.probe.
+verdict. See espnet2_stacking.pipelines.teacher_probe.
 """
 
 import argparse
@@ -17,7 +17,7 @@ from typing import List, Optional
 
 import torch
 
-from espnet2_stacking.teachers.probe import format_table, probe_teacher
+from espnet2_stacking.pipelines.teacher_probe import format_table, probe_teacher
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from espnet2_stacking.asr.scoring import MISSING_POLICIES, ErrorCounts, score_decode_dir
-from espnet2_stacking.data.kaldi_dir import atomic_write_text
+from espnet2_stacking.data.atomic import atomic_write_text
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -14,13 +14,14 @@ import soundfile
 from tqdm import tqdm
 from typeguard import typechecked
 
+from espnet2_stacking.core.frames import SAMPLE_RATE  # every data dir of this package is 16 kHz mono
+
 MISSING = "missing audio"
 UNREADABLE = "unreadable audio"
 WRONG_RATE = "wrong sample rate"
 MULTI_CHANNEL = "multi-channel audio"
 ZERO_LENGTH = "zero-length audio"
 
-FS = 16000  # every data dir of this package is 16 kHz mono
 TAIL_FRAMES = 1024
 UNKNOWN_LENGTH = 2**62  # libsndfile reports an unknown length as INT64_MAX frames
 
@@ -40,7 +41,7 @@ class AudioError(Exception):
 
 
 @typechecked
-def check_audio(path: Union[str, Path], fs: int = FS) -> int:
+def check_audio(path: Union[str, Path], fs: int = SAMPLE_RATE) -> int:
     """Return the number of samples of a usable mono ``fs`` Hz file; raise AudioError if not.
 
     Example:

@@ -31,7 +31,9 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from typeguard import typechecked
 
-from espnet2_stacking.data.audio_check import FS, AudioError, check_audio, parallel_imap
+from espnet2_stacking.core.frames import SAMPLE_RATE
+from espnet2_stacking.data.atomic import atomic_output
+from espnet2_stacking.data.audio_check import AudioError, check_audio, parallel_imap
 from espnet2_stacking.data.kaldi_dir import (
     BadUtterance,
     BadUttLog,
@@ -51,7 +53,7 @@ SPEED_RANGE = (140, 200)  # espeak-ng -s, words per minute (its default is 175)
 PITCH_RANGE = (30, 70)  # espeak-ng -p, 0-99 (its default is 50)
 MIN_WORDS, MAX_WORDS = 4, 15
 SYNTH_FAILED = "synthesis failed"
-SOX_OPTIONS = ("-R", "-G", "-t", "wav", "-", "-t", "wav", "-r", str(FS), "-c", "1", "-b", "16",
+SOX_OPTIONS = ("-R", "-G", "-t", "wav", "-", "-t", "wav", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
                "-e", "signed-integer")  # stdin wav -> 16 kHz mono 16-bit; then the output path
 TYPICAL_SECONDS = 3.0  # only sizes the first batch of a split
 
@@ -356,22 +358,19 @@ def _synthesize(job: Tuple[DemoUtt, str]) -> Union[int, BadUtterance]:
     """Write one 16 kHz wav unless it exists (complete: it was renamed into place)."""
     utt, path = job
     if not os.path.exists(path):
-        tmp = f"{path}.{os.getpid()}.tmp"
         cmd = [_tool("espeak-ng"), "-v", utt.voice, "-s", str(utt.speed), "-p", str(utt.pitch),
                "--stdout", utt.prompt]
         try:
             wav = subprocess.run(cmd, capture_output=True, check=True).stdout
-            cmd = [_tool("sox"), *SOX_OPTIONS, tmp]
-            subprocess.run(cmd, input=wav, capture_output=True, check=True)
+            with atomic_output(path) as tmp:
+                cmd = [_tool("sox"), *SOX_OPTIONS, str(tmp)]
+                subprocess.run(cmd, input=wav, capture_output=True, check=True)
         except subprocess.CalledProcessError as e:
-            if os.path.exists(tmp):
-                os.remove(tmp)
             err = e.stderr.decode(errors="replace").strip()
             return BadUtterance(utt.utt_id, path, SYNTH_FAILED,
                                 f"{os.path.basename(cmd[0])} exited with {e.returncode}: {err}")
-        os.replace(tmp, path)
     try:
-        return check_audio(path, FS)
+        return check_audio(path, SAMPLE_RATE)
     except AudioError as e:
         return BadUtterance.from_audio_error(utt.utt_id, e)
 
@@ -400,8 +399,8 @@ def _synthesize_split(split: str, voices: List[str], seconds: float, num_utts: O
                 if isinstance(result, BadUtterance):
                     log.add(result)
                     continue
-                utts.append(Utterance(plan.utt_id, plan.speaker, path, plan.text, result))
-                total += result / FS
+                utts.append(Utterance(plan.utt_id, path, result, speaker=plan.speaker, text=plan.text))
+                total += result / SAMPLE_RATE
                 reached = num_utts is None and total >= seconds
         if num_utts is not None or reached:
             return utts
@@ -452,7 +451,7 @@ def prepare_demo_corpus(
                                  audio_dir / split, log)
         write_kaldi_dir(out_dir / split, utts)
         used = sorted({u.speaker for u in utts})
-        summary = {**summarize(utts, log, FS),
+        summary = {**summarize(utts, log, SAMPLE_RATE),
                    "voices": [v for v in sorted(voices[split]) if speaker_id(v) in used]}
         write_summary(out_dir / split, summary)
         summaries[split] = summary

@@ -21,7 +21,6 @@ dir or a dir without ``wav.scp`` (and without ``summary.json``), never a mix tha
 
 import json
 import logging
-import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 from typeguard import typechecked
 
+from espnet2_stacking.data.atomic import atomic_write_text
 from espnet2_stacking.data.audio_check import AudioError, check_audio
+from espnet2_stacking.data.utterances import Utterance
 
 logger = logging.getLogger(__name__)
 
@@ -41,17 +42,6 @@ ON_BAD_UTT = ("error", "skip")
 
 class DataPrepError(ValueError):
     """A bad utterance under ``--on_bad_utt error``, or an inconsistent data dir."""
-
-
-@dataclass(frozen=True)
-class Utterance:
-    """One row of a data dir."""
-
-    utt_id: str
-    speaker: str
-    path: str
-    text: str
-    num_samples: int
 
 
 @dataclass(frozen=True)
@@ -116,19 +106,6 @@ def summarize(utts: Sequence[Utterance], log: BadUttLog, fs: int) -> dict:
 
 
 @typechecked
-def atomic_write_text(path: Union[str, Path], text: str) -> None:
-    """Write ``text`` under a temporary name next to ``path`` and rename it into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-@typechecked
 def write_summary(out_dir: Union[str, Path], summary: dict) -> None:
     atomic_write_text(Path(out_dir) / SUMMARY, json.dumps(summary, indent=2) + "\n")
 
@@ -177,6 +154,8 @@ def write_kaldi_dir(out_dir: Union[str, Path], utts: Sequence[Utterance]) -> Non
         raise DataPrepError(f"{out_dir}: no utterances to write")
     utt2spk: Dict[str, str] = {}
     for u in rows:
+        if u.speaker is None or u.text is None:
+            raise DataPrepError(f"{out_dir}: utterance {u.utt_id}: no speaker or transcript")
         _check_token(str(out_dir), u.utt_id, "utterance id", u.utt_id)
         _check_token(str(out_dir), u.utt_id, "speaker id", u.speaker)
         if u.utt_id in utt2spk:
@@ -365,3 +344,25 @@ def format_summaries(summaries: Dict[str, dict], speakers: str = "speakers") -> 
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4]
                      for r in rows)
+
+
+def read_data_dir(data_dir: Path) -> List[Utterance]:
+    """wav.scp + utt2num_samples of a Kaldi-style dir, checked against each other."""
+    tables = read_kaldi_dir(data_dir, required=("wav.scp", "utt2num_samples"))
+    wavs, lens = tables["wav.scp"], tables["utt2num_samples"]
+    if set(wavs) != set(lens):
+        only_wav = sorted(set(wavs) - set(lens))[:3]
+        only_len = sorted(set(lens) - set(wavs))[:3]
+        raise ValueError(
+            f"{data_dir}: wav.scp and utt2num_samples disagree on utterance ids "
+            f"(only in wav.scp: {only_wav}, only in utt2num_samples: {only_len})"
+        )
+    utts = []
+    for uttid, path in wavs.items():
+        if path.endswith("|"):
+            raise ValueError(
+                f"{data_dir}/wav.scp: utterance '{uttid}' is a pipe command; the dump reads "
+                "audio files directly (convert them to wav/flac first)"
+            )
+        utts.append(Utterance(uttid, path, int(lens[uttid])))
+    return sorted(utts, key=lambda u: u.utt_id)

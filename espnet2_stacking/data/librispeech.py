@@ -16,7 +16,8 @@ from typing import Dict, List, Sequence, Union
 from tqdm import tqdm
 from typeguard import typechecked
 
-from espnet2_stacking.data.audio_check import FS, MISSING, AudioError, check_audio, parallel_imap
+from espnet2_stacking.core.frames import SAMPLE_RATE
+from espnet2_stacking.data.audio_check import MISSING, AudioError, check_audio, parallel_imap
 from espnet2_stacking.data.kaldi_dir import (
     BadUtterance,
     BadUttLog,
@@ -96,7 +97,7 @@ def list_librispeech(root: Union[str, Path], sets: Sequence[str], log: BadUttLog
 
 def _check(path: str) -> Union[int, AudioError]:
     try:
-        return check_audio(path, FS)
+        return check_audio(path, SAMPLE_RATE)
     except AudioError as e:
         return e
 
@@ -128,10 +129,10 @@ def prepare_librispeech(
             if isinstance(n, AudioError):
                 log.add(BadUtterance.from_audio_error(u.utt_id, n))
             else:
-                utts.append(Utterance(u.utt_id, u.speaker, u.path, u.text, n))
+                utts.append(Utterance(u.utt_id, u.path, n, speaker=u.speaker, text=u.text))
     if not utts:
         raise DataPrepError(f"{out_dir}: every utterance was skipped ({log.counts()})")
     write_kaldi_dir(out_dir, utts)
-    summary = {"sets": list(sets), **summarize(utts, log, FS)}
+    summary = {"sets": list(sets), **summarize(utts, log, SAMPLE_RATE)}
     write_summary(out_dir, summary)
     return summary

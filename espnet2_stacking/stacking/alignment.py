@@ -1,7 +1,7 @@
 """Which student hidden state predicts which teacher hidden state, at each depth.
 
 Hidden state 0 is the transformer input, k the output of layer k (student and teacher alike).
-Modes (METHOD.md section 4):
+Modes (docs/method.md section 4):
 - ``l2l``: one teacher target per initial layer (lineage group); group g is read at the
   output of its last layer, so the pairs follow the growth. Only interleaved stacking (and
   ``none``) keeps groups contiguous.

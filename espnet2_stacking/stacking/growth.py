@@ -2,12 +2,16 @@
 
 A growth from depth d to d' > d is ``src`` (length d'): new layer i starts as an exact copy of
 old layer src[i]. ``lineage[i]`` is the initial layer a layer descends from; after a growth
-new_lineage[i] = lineage[src[i]]. See METHOD.md section 3. Integer arithmetic only.
+new_lineage[i] = lineage[src[i]]. See docs/method.md section 3. Integer arithmetic only.
 
 Methods (G = d' - d layers are added):
-- ``interleaved``: each copy right after its source. anchor ``last``:
+- ``interleaved``: each copy right after its source, so every lineage group stays one run.
+  From the initial stack (each layer its own group) anchor ``last``:
   src[i] = ceil((i + 1) d / d') - 1; anchor ``first``: src[i] = floor(i d / d').
   3 -> 6: [0, 0, 1, 1, 2, 2]; 6 -> 9 (last): [0, 1, 1, 2, 3, 3, 4, 5, 5].
+  Later growths apply that rule within each lineage group, growing the groups so that their
+  sizes stay within one of each other (see :func:`interleaved_growth`); when every group grows
+  equally this is the same closed form over the whole stack.
 - ``stackbert``: the stack copied on top, src[i] = i mod d (A B C -> A B C A B C). For d' != 2d
   the same rule: d' < 2d copies the bottom d' - d layers on top, d' > 2d repeats the stack.
 - ``gradual``: the old stack stays at the bottom and its top G layers are copied onto the top,
@@ -39,6 +43,82 @@ def interleaved_map(d: int, d_new: int, anchor: str = "last") -> List[int]:
     if anchor == "first":
         return [(i * d) // d_new for i in range(d_new)]
     raise StackingConfigError(f"anchor must be one of {ANCHORS}, got '{anchor}'")
+
+
+def group_sizes(lineage: Sequence[int]) -> List[int]:
+    """The length of each run of equal lineage values, bottom to top.
+
+    Example:
+        >>> group_sizes([0, 1, 1, 2, 2])
+        [1, 2, 2]
+    """
+    sizes: List[int] = []
+    for i, g in enumerate(lineage):
+        if i and lineage[i - 1] == g:
+            sizes[-1] += 1
+        else:
+            sizes.append(1)
+    return sizes
+
+
+def _spread(extra: int, count: int, j: int, anchor: str) -> int:
+    """1 when the j-th of ``count`` tied groups takes one of ``extra`` < count layers: the same
+    spread the closed form gives single layers (anchor last favours the upper groups:
+    floor((j + 1) e / m) - floor(j e / m); first the lower ones: the same with ceil)."""
+    if anchor == "last":
+        return (j + 1) * extra // count - j * extra // count
+    return -(-(j + 1) * extra // count) + (-j * extra // count)  # ceil(..) - ceil(..)
+
+
+def interleaved_growth(lineage: Sequence[int], new_depth: int, anchor: str = "last") -> List[int]:
+    """``src`` of an interleaved growth that keeps the lineage groups as even as it can.
+
+    ``lineage`` must be contiguous (each group one run, as interleaving keeps it). The new group
+    sizes fill the smallest groups first: every group of fewer than L layers grows to L, for the
+    greatest level L the new depth allows, and the e layers left over go one each to e of the
+    groups now at L, spread over them in order like single layers in the closed form (anchor
+    ``last``: the j-th of m such groups takes one when floor((j + 1) e / m) > floor(j e / m),
+    which favours the upper groups; ``first``: the same with ceil, the lower groups). Balanced
+    groups (sizes within one, as every plan has) therefore stay balanced at any new depth. A
+    group growing from a to b layers takes :func:`interleaved_map` (a, b) within itself, so a
+    group gaining one layer copies its anchor layer (its last, or first, layer) and a group more
+    than doubling copies a layer several times.
+
+    From the initial stack (every group one layer) this is :func:`interleaved_map` exactly, and
+    so it is whenever every group grows equally (d = K a -> d' = K b).
+
+    Example (3 -> 5 -> 8 with anchor last; the groups have 1, 2, 2 layers at depth 5):
+        >>> interleaved_growth([0, 1, 2], 5)
+        [0, 1, 1, 2, 2]
+        >>> interleaved_growth([0, 1, 1, 2, 2], 8)
+        [0, 0, 1, 2, 2, 3, 4, 4]
+    """
+    if anchor not in ANCHORS:
+        raise StackingConfigError(f"anchor must be one of {ANCHORS}, got '{anchor}'")
+    depth = len(lineage)
+    if not is_contiguous(lineage):
+        raise StackingConfigError(
+            f"interleaved growth {depth} -> {new_depth}: lineage {list(lineage)} is not "
+            "contiguous (each group must be one run)"
+        )
+    if depth == 0 or new_depth <= depth:
+        raise StackingConfigError(
+            f"a growth must go to a greater depth: {depth} -> {new_depth}"
+        )
+    old = group_sizes(lineage)
+    level = min(old)
+    while sum(max(a, level + 1) for a in old) <= new_depth:
+        level += 1
+    new = [max(a, level) for a in old]
+    tied = [g for g, a in enumerate(old) if a <= level]  # the groups now at the level
+    extra = new_depth - sum(new)  # < len(tied), or the level would be one higher
+    for j, g in enumerate(tied):
+        new[g] += _spread(extra, len(tied), j, anchor)
+    src, offset = [], 0
+    for a, b in zip(old, new):
+        src += [offset + j for j in interleaved_map(a, b, anchor)]
+        offset += a
+    return src
 
 
 def stackbert_map(d: int, d_new: int) -> List[int]:
@@ -91,8 +171,14 @@ def midas_map(d: int, d_new: int, block_size: int) -> List[int]:
 
 
 def growth_map(method: str, old_depth: int, new_depth: int, *, anchor: str = "last",
-               block_size: Optional[int] = None) -> List[int]:
+               block_size: Optional[int] = None,
+               lineage: Optional[Sequence[int]] = None) -> List[int]:
     """``src`` for a growth old_depth -> new_depth by ``method``; checked before return.
+
+    ``lineage`` (interleaved only; the other maps do not depend on it) is the stack's lineage
+    before the growth: the copies go where they keep the lineage groups balanced
+    (:func:`interleaved_growth`). Without it each layer counts as its own group, which is the
+    closed form :func:`interleaved_map`, right for a growth from the initial stack only.
 
     Example:
         >>> growth_map("interleaved", 3, 6)
@@ -112,8 +198,15 @@ def growth_map(method: str, old_depth: int, new_depth: int, *, anchor: str = "la
         raise StackingConfigError(
             "method 'none' trains the full depth from the start and never grows; give one depth"
         )
+    if lineage is not None and len(lineage) != old_depth:
+        raise StackingConfigError(
+            f"a lineage of {len(lineage)} layers for a growth from {old_depth} layers"
+        )
     if method == "interleaved":
-        src = interleaved_map(old_depth, new_depth, anchor)
+        if lineage is None:
+            src = interleaved_map(old_depth, new_depth, anchor)
+        else:
+            src = interleaved_growth(lineage, new_depth, anchor)
     elif method == "stackbert":
         src = stackbert_map(old_depth, new_depth)
     elif method == "gradual":
@@ -184,6 +277,21 @@ def check_growth(method: str, old_depth: int, new_depth: int, src: Sequence[int]
                 pos += 1
         if pos != old_depth:
             fail("the old stack does not survive in order")
+
+
+def check_balance(method: str, old_depth: int, new_depth: int,
+                  new_lineage: Sequence[int]) -> None:
+    """Raise StackingConfigError unless, for interleaved stacking, the lineage groups after the
+    growth old_depth -> new_depth differ in size by at most one (other methods keep no groups).
+    """
+    if method != "interleaved":
+        return
+    sizes = group_sizes(new_lineage)
+    if sizes and max(sizes) - min(sizes) > 1:
+        raise StackingConfigError(
+            f"interleaved growth {old_depth} -> {new_depth} leaves lineage groups of sizes "
+            f"{sizes}, which differ by more than one"
+        )
 
 
 def check_lineage(method: str, old_lineage: Sequence[int], src: Sequence[int],

@@ -4,14 +4,27 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet2_stacking.stacking.alignment import (
-    Pairs, check_mode, check_targets, default_targets, layer_pairs,
+    Pairs,
+    check_mode,
+    check_targets,
+    default_targets,
+    layer_pairs,
 )
 from espnet2_stacking.stacking.errors import StackingConfigError
 from espnet2_stacking.stacking.growth import (
-    ANCHORS, METHODS, check_int, check_lineage, grow_lineage, growth_map,
+    ANCHORS,
+    METHODS,
+    check_balance,
+    check_int,
+    check_lineage,
+    grow_lineage,
+    growth_map,
 )
 from espnet2_stacking.stacking.schedule import (
-    Schedule, stage_boundaries, stage_fractions, stage_lengths,
+    Schedule,
+    stage_boundaries,
+    stage_fractions,
+    stage_lengths,
 )
 
 
@@ -70,8 +83,10 @@ def plan_stacking(method: str, depths: Sequence[int], *, anchor: str = "last",
     ``depths`` are the stage depths, strictly increasing; the last is the student's depth.
     ``block_size`` (MIDAS only) defaults to the first depth, as in the paper. ``targets`` are
     teacher hidden states (default (g + 1) L_T / K). Every mistake raises StackingConfigError.
+    Interleaved growths follow the lineage, keeping its groups (one per initial layer) within
+    one layer of each other at every depth, so the l2l pairs stay near t d / L_T.
 
-    Example (METHOD.md):
+    Example (docs/method.md):
         >>> p = plan_stacking("interleaved", [3, 6, 9, 12], targets=[4, 8, 12],
         ...                   schedule="prop:1", total_updates=1000)
         >>> p.growths[0].src, p.pairs[6], p.boundaries
@@ -106,9 +121,11 @@ def plan_stacking(method: str, depths: Sequence[int], *, anchor: str = "last",
     pairs = {depths[0]: layer_pairs(mode, lineage, targets, teacher_layers)}
     growths = []
     for d, d_new in zip(depths, depths[1:]):
-        src = growth_map(method, d, d_new, anchor=anchor, block_size=block_size)
+        src = growth_map(method, d, d_new, anchor=anchor, block_size=block_size,
+                         lineage=lineage)
         new_lineage = grow_lineage(lineage, src)
         check_lineage(method, lineage, src, new_lineage)
+        check_balance(method, d, d_new, new_lineage)
         lineage = new_lineage
         growths.append(Growth(d, d_new, tuple(src), tuple(lineage)))
         pairs[d_new] = layer_pairs(mode, lineage, targets, teacher_layers)

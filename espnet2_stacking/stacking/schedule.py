@@ -1,6 +1,6 @@
 """Stage schedules: how many updates each stage (depth) gets.
 
-B stages over T updates (METHOD.md section 6): ``eql`` T/B each; ``prop:<alpha>`` stage s
+B stages over T updates (docs/method.md section 6): ``eql`` T/B each; ``prop:<alpha>`` stage s
 (1-based) gets T s^alpha / sum_k k^alpha; or explicit fractions "0.1,0.2,0.3,0.4". Boundaries
 are the cumulative shares rounded half up, in exact rational arithmetic, so the stage lengths
 sum to T exactly.

@@ -3,7 +3,7 @@
 ESPnet's multi-GPU mode spawns workers that unpickle ``Task.main_worker`` and so import only
 the module defining the task class; with ``ASRTask`` itself that is espnet2.tasks.asr, where
 ``stacking_upstream`` is unknown. This subclass lives in the plugin and calls
-:func:`~espnet2_stacking.register.register` wherever a parser or a model is built, so every
+:func:`~espnet2_stacking.tasks.register.register` wherever a parser or a model is built, so every
 worker (and ``build_model_from_file``) knows the frontend.
 
 With ``frontend: stacking_upstream`` and ``preencoder: linear``, a preencoder_conf without
@@ -13,11 +13,11 @@ ASR config serves upstreams of any width; config.yaml records the value used.
 
 import argparse
 
-from typeguard import typechecked
-
 from espnet2.asr.espnet_model import ESPnetASRModel
 from espnet2.tasks.asr import ASRTask
-from espnet2_stacking.register import register
+from typeguard import typechecked
+
+from espnet2_stacking.tasks.register import register
 
 
 class StackingASRTask(ASRTask):
@@ -39,9 +39,9 @@ class StackingASRTask(ASRTask):
         if (args.input_size is None and args.frontend == "stacking_upstream"
                 and getattr(args, "preencoder", None) == "linear"
                 and "input_size" not in args.preencoder_conf and "upstream" in args.frontend_conf):
-            from espnet2_stacking.teachers.load import load_teacher
+            from espnet2_stacking.upstreams.load import load_upstream
 
             # ESPnet saves args after build_model, so config.yaml keeps this value
-            width = load_teacher(args.frontend_conf["upstream"]).hidden_size
+            width = load_upstream(args.frontend_conf["upstream"]).hidden_size
             args.preencoder_conf = {**args.preencoder_conf, "input_size": width}
         return super().build_model(args)

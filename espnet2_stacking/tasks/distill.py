@@ -2,12 +2,18 @@
 
     python -m espnet2_stacking.bin.distill_train --config conf/distill.yaml \
         --train_data_path_and_name_and_type data/train/wav.scp,speech,sound \
-        --train_data_path_and_name_and_type dump/train/layer_12.scp,target_12,npy ...
+        --train_shape_file data/train/utt2num_samples --train_dump_dir dump/train \
+        --valid_data_path_and_name_and_type data/dev/wav.scp,speech,sound \
+        --valid_shape_file data/dev/utt2num_samples --valid_dump_dir dump/dev ...
 
-Targets are dumped teacher states (data names ``target_<t>``, type ``npy``) or, with
-``--teacher SPEC``, a teacher run online. With ``--teacher_cnn_features true`` the student's CNN
-is the teacher's, frozen, and its output is read from the dump too (data name ``cnn_feats``),
-or, with the teacher online, taken from the teacher's own pass.
+Targets are dumped teacher states (``--{train,valid}_dump_dir``: stage 2's output dirs, whose
+``meta.json`` names the teacher and its layers; the task adds their lists as data named
+``target_<t>``, type ``npy``) or come from a teacher run online (``--teacher SPEC``).
+``student_cnn`` says what the student's CNN is: its own (``trained``), the teacher's as a start
+(``teacher_init``), or the teacher's, frozen (``teacher_frozen``): then it is not even run when
+the dump holds its output (``cnn.scp``, data name ``cnn_feats``) or the online teacher's pass
+gives it. The stacking settings are one mapping, ``stacking_conf``, whose keys are
+``plan_stacking``'s arguments, so ``stack_plan --config`` plans exactly the run configured.
 Stages are measured in updates over the whole run: ``--num_iters_per_epoch`` is required so the
 run's length is known before it starts.
 """
@@ -16,29 +22,37 @@ import argparse
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Collection, Dict, List, Tuple
+from typing import Callable, Collection, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-from typeguard import typechecked
-
 from espnet2.asr.frontend.abs_frontend import AbsFrontend
 from espnet2.asr.frontend.cnn import CNNFrontend
 from espnet2.asr.preencoder.abs_preencoder import AbsPreEncoder
 from espnet2.asr.preencoder.linear import LinearProjection
 from espnet2.tasks.abs_task import AbsTask
 from espnet2.train.class_choices import ClassChoices
+from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import int_or_none, str2bool, str_or_none
-from espnet2_stacking.distill.collate import DistillCollateFn
-from espnet2_stacking.distill.espnet_model import CNN_FEATS, DistillModel, target_name
-from espnet2_stacking.distill.inputs import check_training_inputs
-from espnet2_stacking.distill.loss import DistillationLoss
-from espnet2_stacking.encoder.stacking_encoder import StackingTransformerEncoder
+from typeguard import typechecked
+
+from espnet2_stacking.data.training_inputs import check_training_inputs
 from espnet2_stacking.stacking import StackingConfigError, plan_stacking
-from espnet2_stacking.train.stacking_trainer import StackingTrainer
+from espnet2_stacking.student.collate import DistillCollateFn
+from espnet2_stacking.student.espnet_model import CNN_FEATS, DistillModel, target_name
+from espnet2_stacking.student.loss import DistillationLoss
+from espnet2_stacking.student.stacking_encoder import StackingTransformerEncoder
+from espnet2_stacking.tasks.distill_config import (
+    RENAMED,
+    STACKING_DEFAULTS,
+    STUDENT_CNN,
+    count_total_updates,
+    refuse_renamed,
+    stacking_kwargs,
+)
+from espnet2_stacking.training.stacking_trainer import StackingTrainer
 
 MAX_TEACHER_STATES = 64  # optional data names target_0 .. target_63
-
 frontend_choices = ClassChoices(
     name="frontend",
     classes=dict(wav2vec_cnn=CNNFrontend),
@@ -66,14 +80,41 @@ loss_choices = ClassChoices(
 )
 
 
-def int_list(value) -> List[int]:
-    """'4,8,12' (command line) or [4, 8, 12] (YAML) -> [4, 8, 12]."""
-    if isinstance(value, (list, tuple)):
-        return [int(v) for v in value]
-    try:
-        return [int(v) for v in str(value).split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{value}'")
+def read_dump_meta(dump_dir) -> dict:
+    """meta.json of a dump_teacher_feats output dir (teacher, layers, widths, cnn_features)."""
+    meta_file = Path(dump_dir) / "meta.json"
+    if not meta_file.is_file():
+        raise StackingConfigError(
+            f"{dump_dir}: no meta.json; is it an output dir of dump_teacher_feats (stage 2)?")
+    meta = json.loads(meta_file.read_text())
+    missing = [k for k in ("teacher", "layers", "hidden_size", "num_layers") if k not in meta]
+    if missing:
+        raise StackingConfigError(f"{meta_file}: lacks {missing}")
+    return meta
+
+
+def copy_teacher_cnn(model: DistillModel, spec: str, teacher) -> None:
+    """Copy the teacher's CNN into the student's frontend (exact: same blocks).
+
+    Only the CNN: ESPnet's transformer block uses ReLU where HuBERT/wav2vec 2.0 use GELU,
+    and its positional convolution has no residual, so teacher layers cannot be copied
+    into it exactly.
+    """
+    if not hasattr(teacher, "cnn_state_dict"):
+        raise ValueError(f"student_cnn: the teacher {spec} has no CNN to copy (fairseq, unilm, "
+                         "Hugging Face, random and ESPnet SSL teachers do)")
+    state = teacher.cnn_state_dict()
+    mine = model.frontend.state_dict()
+    wrong = sorted(set(state) ^ set(mine)) + [
+        f"{k} {tuple(v.shape)} vs {tuple(mine[k].shape)}"
+        for k, v in state.items() if k in mine and v.shape != mine[k].shape]
+    if wrong:
+        raise ValueError(
+            f"student_cnn: the CNN of the teacher {spec} does not fit the student's frontend "
+            f"({wrong[:3]}); set frontend_conf (shapes, norm_mode, bias) to the teacher's"
+        )
+    model.frontend.load_state_dict(state, strict=True)
+    logging.info(f"the student's CNN starts as the CNN of {spec}")
 
 
 def same_teacher(a: str, b: str) -> bool:
@@ -91,8 +132,8 @@ class DistillTask(AbsTask):
         group = parser.add_argument_group(description="Teacher")
         group.add_argument("--teacher", type=str_or_none, default=None,
                            help="Teacher spec for online targets (fairseq .pt, HF dir, ESPnet "
-                                "SSL .pth, random:...). None: targets come from dumped data "
-                                "named target_<t>")
+                                "SSL .pth, random:...). None: targets come from the dump dirs "
+                                "(--train_dump_dir) or from data named target_<t>")
         group.add_argument("--teacher_dtype", type=str, default="float32",
                            choices=["float32", "bfloat16", "float16"],
                            help="dtype the online teacher runs in")
@@ -100,49 +141,40 @@ class DistillTask(AbsTask):
                            choices=["none", "layer_norm"],
                            help="Per-frame LayerNorm of online teacher states (use the same "
                                 "as the dump's --normalize)")
-        group.add_argument("--init_from_teacher", type=str_or_none, default=None,
-                           help="Teacher spec whose CNN initialises the student's frontend "
-                                "(DistilHuBERT); needs frontend_conf.shapes equal to the "
-                                "teacher's. Applied at a fresh start, never over a resume")
-        group.add_argument("--teacher_cnn_features", type=str2bool, default=False,
-                           help="The student's CNN is the teacher's (--init_from_teacher, "
-                                "required), frozen, and its output is read from the dump (data "
-                                "name cnn_feats: dump_teacher_feats --cnn_features) or, with "
-                                "--teacher (the same), taken from the online teacher's pass, "
-                                "instead of being computed a second time")
         group.add_argument("--teacher_num_layers", type=int, default=12,
-                           help="Transformer layers of the teacher (L_T)")
+                           help="Transformer layers of the teacher (L_T); an online teacher or "
+                                "the dump's meta.json overrides it")
         group.add_argument("--teacher_hidden_size", type=int, default=768,
-                           help="Width of the teacher's hidden states")
-        group.add_argument("--target_layers", type=int_list, default=[4, 8, 12],
-                           help="Teacher hidden states to predict, e.g. 4,8,12 "
-                                "(0 = transformer input, k = output of layer k)")
+                           help="Width of the teacher's hidden states; an online teacher or the "
+                                "dump's meta.json overrides it")
+        for split in ("train", "valid"):
+            group.add_argument(f"--{split}_dump_dir", type=str_or_none, default=None,
+                               help=f"Stage 2's dump of the {split} set (dump_teacher_feats "
+                                    "--out_dir): its layer_<t>.scp lists become data target_<t> "
+                                    "and, with student_cnn teacher_frozen, its cnn.scp data "
+                                    "cnn_feats")
+        group.add_argument("--student_cnn", type=str, default="trained", choices=STUDENT_CNN,
+                           help="The student's CNN: trained (its own, from a random init), "
+                                "teacher_init (starts as the teacher's, trains; DistilHuBERT) "
+                                "or teacher_frozen (the teacher's, frozen: its output is read "
+                                "from the dump's cnn.scp or taken from the online teacher's "
+                                "pass instead of being computed again). The teacher is "
+                                "--teacher, or the one the dump's meta.json names")
 
         group = parser.add_argument_group(description="Stacking")
-        group.add_argument("--stacking_method", type=str, default="interleaved",
-                           choices=["interleaved", "stackbert", "gradual", "midas", "none"])
-        group.add_argument("--stacking_depths", type=int_list, default=[3, 6, 9, 12],
-                           help="Depth of each stage, e.g. 3,6,9,12; the last is the "
-                                "student's depth. One depth means no growth")
-        group.add_argument("--stacking_anchor", type=str, default="last",
-                           choices=["last", "first"],
-                           help="interleaved: copy the last or first layer of each group")
-        group.add_argument("--stacking_block_size", type=int_or_none, default=None,
-                           help="midas: block size (default: the first depth)")
-        group.add_argument("--stacking_schedule", type=str, default="eql",
-                           help="Stage lengths: eql, prop:<alpha> or fractions 0.1,0.2,...")
-        group.add_argument("--alignment_mode", type=str, default="l2l",
-                           choices=["l2l", "pred", "l2l_proportional"],
-                           help="Which student state predicts which teacher state")
-        group.add_argument("--optimizer_state_rule", type=str, default="copy",
-                           choices=["copy", "reset", "reset_all"],
-                           help="The optimizer state at a growth: copy (new layers take their "
-                                "source's moments), reset (new layers start with none) or "
-                                "reset_all (a fresh optimizer; the bench's choice: README, "
-                                "the optimizer state at a growth)")
+        group.add_argument("--stacking_conf", action=NestedDictAction, default=dict(),
+                           help="The stacking plan, as plan_stacking's keyword arguments: "
+                                "method (interleaved, stackbert, gradual, midas, none), depths "
+                                "(e.g. [3, 6, 9, 12]), targets (teacher states, e.g. [4, 8, 12]), "
+                                "mode (l2l, pred, l2l_proportional), schedule (eql, prop:<a> or "
+                                "fractions), anchor (last, first), block_size (midas). "
+                                f"Defaults: {STACKING_DEFAULTS}. `stack_plan --config` reads it")
         group.add_argument("--total_updates", type=int_or_none, default=None,
                            help="Updates of the whole run (default: max_epoch x "
-                                "num_iters_per_epoch / accum_grad)")
+                                "(num_iters_per_epoch // accum_grad), as ESPnet counts them)")
+        # Options of earlier versions: accepted by the parser only to be refused with the new name.
+        for old in RENAMED:
+            group.add_argument(f"--{old}", default=None, help=argparse.SUPPRESS)
 
         group = parser.add_argument_group(description="Batches")
         group.add_argument("--crop_mode", type=str, default="random",
@@ -161,27 +193,64 @@ class DistillTask(AbsTask):
 
     @classmethod
     def get_parser(cls) -> argparse.ArgumentParser:
-        from espnet2_stacking.register import register_scheduler
+        from espnet2_stacking.tasks.register import register_scheduler
 
         register_scheduler()  # before ESPnet lists the --scheduler choices
         parser = super().get_parser()
-        # Layers past the active depth get no gradient: DDP must be told (ESPNET.md).
+        # Layers past the active depth get no gradient: DDP must be told (docs/method.md section 9).
         parser.set_defaults(unused_parameters=True, use_tensorboard=False)
         return parser
 
     @classmethod
+    def check_required_command_args(cls, args: argparse.Namespace):
+        super().check_required_command_args(args)
+        # ESPnet's main() calls this right after parsing, before spawning any worker: resolve
+        # the options that expand into others here, once.
+        cls.resolve_args(args)
+
+    @classmethod
+    def resolve_args(cls, args: argparse.Namespace) -> None:
+        """Refuse options of earlier versions, read the dump dirs' meta.json, add their lists
+        as data options and check ``student_cnn`` against them (idempotent)."""
+        refuse_renamed([name for name in RENAMED if getattr(args, name, None) is not None])
+        cls.stacking_kwargs(args)  # unknown keys fail here, not after the data is read
+        for split in ("train", "valid"):
+            dump_dir = getattr(args, f"{split}_dump_dir")
+            if dump_dir is None:
+                continue
+            meta = read_dump_meta(dump_dir)
+            if args.teacher is None:  # the dump is the truth about its teacher
+                args.teacher_num_layers = meta["num_layers"]
+                args.teacher_hidden_size = meta["hidden_size"]
+            option = f"{split}_data_path_and_name_and_type"
+            entries = list(getattr(args, option) or [])
+            given = {entry[1] for entry in entries}
+            wanted = [] if args.teacher is not None else [
+                (f"{dump_dir}/layer_{t}.scp", target_name(t)) for t in cls.target_states(args)]
+            if args.student_cnn == "teacher_frozen" and meta.get("cnn_features"):
+                wanted.append((f"{dump_dir}/cnn.scp", CNN_FEATS))
+            for scp, name in wanted:
+                if name in given:
+                    continue
+                if not Path(scp).is_file():
+                    raise StackingConfigError(
+                        f"--{split}_dump_dir {dump_dir}: {Path(scp).name} missing (the dump "
+                        f"holds layers {meta['layers']}; rerun stage 2 with the config's targets)")
+                entries.append((scp, name, "npy"))
+            setattr(args, option, entries)
+        cls.check_student_cnn(args)
+
+    @classmethod
     def main_worker(cls, args: argparse.Namespace):
         # Multi-GPU workers are spawned fresh processes: register again before building.
-        from espnet2_stacking.register import register_scheduler
+        from espnet2_stacking.tasks.register import register_scheduler
 
         register_scheduler()
         # Every rank checks (headers only, seconds): the process group does not exist yet, so
         # rank 0 could not hold the others at a barrier; this way bad input stops every rank
         # with the same message instead of leaving the others waiting at the first all-reduce.
-        if not args.collect_stats:
-            cls.check_teacher_cnn_features(args)
-            if args.check_inputs:
-                cls.check_inputs(args)
+        if not args.collect_stats and args.check_inputs:
+            cls.check_inputs(args)
         super().main_worker(args)
         # ESPnet leaves the process group up; tearing gloo's threads down at interpreter exit
         # can abort a rank that already finished ("terminate called without an active
@@ -191,49 +260,70 @@ class DistillTask(AbsTask):
             torch.distributed.destroy_process_group()
 
     @classmethod
-    def check_teacher_cnn_features(cls, args: argparse.Namespace) -> None:
-        """Dumped CNN features stand in for the student's CNN only when both are the same
-        teacher's CNN: --init_from_teacher must name the teacher of the dump."""
-        lists = [entry[0] for split in ("train", "valid")
-                 for entry in getattr(args, f"{split}_data_path_and_name_and_type") or []
-                 if entry[1] == CNN_FEATS]
-        if not args.teacher_cnn_features:
+    def stacking_kwargs(cls, args: argparse.Namespace) -> dict:
+        return stacking_kwargs(args.stacking_conf)
+
+    @classmethod
+    def target_states(cls, args: argparse.Namespace) -> List[int]:
+        """The teacher states the run predicts (stacking_conf.targets), sorted."""
+        return sorted(cls.stacking_kwargs(args)["targets"])
+
+    @classmethod
+    def cnn_feats_lists(cls, args: argparse.Namespace) -> List[str]:
+        return [entry[0] for split in ("train", "valid")
+                for entry in getattr(args, f"{split}_data_path_and_name_and_type") or []
+                if entry[1] == CNN_FEATS]
+
+    @classmethod
+    def cnn_teacher(cls, args: argparse.Namespace) -> Optional[str]:
+        """The teacher whose CNN the student's is (student_cnn teacher_*): the online
+        --teacher, else the teacher of the dump (its meta.json); None for trained."""
+        if args.student_cnn == "trained":
+            return None
+        if args.teacher is not None:
+            return args.teacher
+        dump_dir = args.train_dump_dir or args.valid_dump_dir
+        if dump_dir is None:
+            raise StackingConfigError(
+                f"student_cnn {args.student_cnn} takes the teacher's CNN: give the online "
+                "--teacher SPEC, or --train_dump_dir (its meta.json names the teacher)")
+        return read_dump_meta(dump_dir)["teacher"]
+
+    @classmethod
+    def check_student_cnn(cls, args: argparse.Namespace) -> None:
+        """student_cnn, resolved and checked in one place: dumped CNN output stands in for the
+        student's CNN only when the student's CNN is that teacher's CNN, frozen."""
+        lists = cls.cnn_feats_lists(args)
+        if args.student_cnn != "teacher_frozen":
             if lists:
                 raise StackingConfigError(
-                    f"{lists[0]} is given as '{CNN_FEATS}' but --teacher_cnn_features is false: "
-                    "set it (the student's CNN then is the teacher's, frozen) or drop the list"
-                )
+                    f"{lists[0]} is given as '{CNN_FEATS}' but student_cnn is {args.student_cnn}: "
+                    "set student_cnn teacher_frozen (the student's CNN then is the teacher's, "
+                    "frozen) or drop the list")
+            cls.cnn_teacher(args)  # teacher_init needs a teacher to start from
             return
-        if args.init_from_teacher is None:
-            raise StackingConfigError(
-                "--teacher_cnn_features true reads the teacher's CNN output in place of the "
-                "student's CNN: give --init_from_teacher SPEC (the teacher of the dump, or "
-                "--teacher's) so the student's CNN is that CNN"
-            )
-        if args.teacher is not None and not lists and not same_teacher(args.teacher, args.init_from_teacher):
-            raise StackingConfigError(
-                f"--teacher_cnn_features true takes the CNN output from the online teacher's "
-                f"pass, but --teacher {args.teacher} is not --init_from_teacher "
-                f"{args.init_from_teacher}, whose CNN the student holds"
-            )
-        for scp in lists:
-            meta_file = Path(scp).parent / "meta.json"
-            if not meta_file.exists():
+        teacher = cls.cnn_teacher(args)
+        dumps = {Path(scp).parent for scp in lists}
+        dumps |= {Path(d) for d in (args.train_dump_dir, args.valid_dump_dir) if d is not None}
+        for dump_dir in sorted(dumps):
+            if not (dump_dir / "meta.json").exists():
                 continue  # not made by dump_teacher_feats: the user vouches for it
-            dumped = json.loads(meta_file.read_text())["teacher"]
-            if not same_teacher(dumped, args.init_from_teacher):
+            dumped = read_dump_meta(dump_dir)["teacher"]
+            if not same_teacher(dumped, teacher):
                 raise StackingConfigError(
-                    f"{scp} holds the CNN output of {dumped} ({meta_file}), but the student's CNN "
-                    f"comes from --init_from_teacher {args.init_from_teacher}"
-                )
+                    f"{dump_dir} holds the states of {dumped} ({dump_dir / 'meta.json'}), but "
+                    f"the student's CNN is {teacher}'s (student_cnn teacher_frozen)")
+        if not lists and args.teacher is None:
+            logging.info("student_cnn teacher_frozen: the dump holds no CNN output "
+                         "(dump_teacher_feats --cnn_features true adds it); the frozen CNN "
+                         "runs every step")
 
     @classmethod
     def check_inputs(cls, args: argparse.Namespace) -> None:
-        """Fail before the first update on lists that would fail mid-epoch (distill/inputs.py)."""
+        """Fail before the first update on lists that would fail mid-epoch
+        (data/training_inputs.py)."""
         widths = {}
-        given = [entry[1] for split in ("train", "valid")
-                 for entry in getattr(args, f"{split}_data_path_and_name_and_type") or []]
-        if CNN_FEATS in given:  # the student CNN's width, built only to read it
+        if cls.cnn_feats_lists(args):  # the student CNN's width, built only to read it
             widths[CNN_FEATS] = frontend_choices.get_class(args.frontend)(
                 **args.frontend_conf).output_size()
         for split in ("train", "valid"):
@@ -243,34 +333,23 @@ class DistillTask(AbsTask):
                                   args.teacher_hidden_size, widths)
 
     @classmethod
-    def target_data_names(cls, args: argparse.Namespace) -> List[str]:
-        return [target_name(t) for t in sorted(args.target_layers)]
-
-    @classmethod
     @typechecked
     def build_collate_fn(cls, args: argparse.Namespace, train: bool) -> Callable[
         [Collection[Tuple[str, Dict[str, np.ndarray]]]],
         Tuple[List[str], Dict[str, torch.Tensor]],
     ]:
-        targets = [] if args.teacher is not None else cls.target_data_names(args)
+        targets = [] if args.teacher is not None else [target_name(t) for t in cls.target_states(args)]
         option = f"{'train' if train else 'valid'}_data_path_and_name_and_type"
         given = {entry[1] for entry in getattr(args, option)}
         missing = [t for t in targets if t not in given]
         if missing:
             raise ValueError(
                 f"no teacher targets: --{option} lacks {missing} and no --teacher is given; pass "
-                "the dumped states (stage 2, e.g. dump/train/layer_4.scp,target_4,npy) or run "
+                f"stage 2's dump (--{'train' if train else 'valid'}_dump_dir dump/<set>) or run "
                 "the teacher online with --teacher SPEC"
             )
-        if getattr(args, "teacher_cnn_features", False):
-            if CNN_FEATS in given:
-                targets = targets + [CNN_FEATS]
-            elif args.teacher is None:  # online, the teacher's pass gives it
-                raise ValueError(
-                    f"--teacher_cnn_features true but --{option} lacks '{CNN_FEATS}': pass the "
-                    f"dumped CNN output (dump_teacher_feats --cnn_features true, e.g. "
-                    f"dump/train/cnn.scp,{CNN_FEATS},npy)"
-                )
+        if CNN_FEATS in given:
+            targets = targets + [CNN_FEATS]
         if train:
             return DistillCollateFn(targets, crop_mode=args.crop_mode,
                                     max_samples=args.crop_max_samples)
@@ -290,41 +369,42 @@ class DistillTask(AbsTask):
 
     @classmethod
     def total_updates(cls, args: argparse.Namespace) -> int:
-        if args.total_updates is not None:
-            return args.total_updates
-        if args.num_iters_per_epoch is None:
-            raise StackingConfigError(
-                "DistillTask measures stages in updates: give --num_iters_per_epoch (or "
-                "--total_updates) so the run's length is known before it starts"
-            )
-        return args.max_epoch * args.num_iters_per_epoch // args.accum_grad
+        return count_total_updates(args.total_updates, args.max_epoch, args.num_iters_per_epoch,
+                                   args.accum_grad)
 
     @classmethod
     def build_plan(cls, args: argparse.Namespace):
-        return plan_stacking(
-            args.stacking_method,
-            list(args.stacking_depths),
-            anchor=args.stacking_anchor,
-            block_size=args.stacking_block_size,
-            teacher_layers=args.teacher_num_layers,
-            targets=list(args.target_layers),
-            mode=args.alignment_mode,
-            schedule=args.stacking_schedule,
-            total_updates=cls.total_updates(args),
-        )
+        conf = cls.stacking_kwargs(args)
+        return plan_stacking(conf.pop("method"), conf.pop("depths"), **conf,
+                             teacher_layers=args.teacher_num_layers,
+                             total_updates=cls.total_updates(args))
 
     @classmethod
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> DistillModel:
         teacher = None
         if args.teacher is not None:
-            from espnet2_stacking.teachers import load_teacher
+            from espnet2_stacking.upstreams import load_upstream
 
-            teacher = load_teacher(args.teacher, dtype=args.teacher_dtype,
-                                   normalize=args.teacher_normalize)
+            teacher = load_upstream(args.teacher, dtype=args.teacher_dtype,
+                                    normalize=args.teacher_normalize)
             # The teacher is the truth about itself: record it so config.yaml is exact.
             args.teacher_num_layers = teacher.num_layers
             args.teacher_hidden_size = teacher.hidden_size
+        cnn_teacher = cls.cnn_teacher(args)
+        model = cls.build_student(args, cnn_teacher, teacher)
+        if teacher is not None:
+            # the student's CNN is this teacher's, frozen: take its output from the teacher's pass
+            cnn_from_teacher = (args.student_cnn == "teacher_frozen"
+                                and same_teacher(args.teacher, cnn_teacher))
+            model.set_teacher(teacher, cnn_from_teacher=cnn_from_teacher)
+        return model
+
+    @classmethod
+    def build_student(cls, args: argparse.Namespace, cnn_teacher: Optional[str] = None,
+                      loaded_teacher=None) -> DistillModel:
+        """The DistillModel without an online teacher; its CNN copied from ``cnn_teacher``
+        (a spec; ``loaded_teacher`` when it is already loaded) when given."""
         plan = cls.build_plan(args)
 
         # 1. frontend: waveform -> CNN features (320x down, the teacher's frame rate)
@@ -343,7 +423,7 @@ class DistillTask(AbsTask):
             if key in encoder_conf and encoder_conf[key] != want:
                 raise StackingConfigError(
                     f"encoder_conf.{key}={encoder_conf[key]} disagrees with "
-                    f"stacking_depths={list(plan.depths)} (leave {key} out: it is derived)"
+                    f"stacking_conf.depths={list(plan.depths)} (leave {key} out: it is derived)"
                 )
             encoder_conf[key] = want
         encoder = encoder_choices.get_class(args.encoder)(input_size=input_size, **encoder_conf)
@@ -356,51 +436,18 @@ class DistillTask(AbsTask):
             plan=plan,
             teacher_hidden_size=args.teacher_hidden_size,
             loss=loss,
-            optimizer_state_rule=args.optimizer_state_rule,
         )
-        if args.init_from_teacher is not None:
-            cls.init_frontend_from_teacher(model, args, teacher)
-        if getattr(args, "teacher_cnn_features", False):
-            # it is the teacher's CNN, whose output the batches carry or the online teacher
-            # gives (see DistillModel.forward)
+        if cnn_teacher is not None:
+            if loaded_teacher is None or not same_teacher(cnn_teacher, args.teacher or ""):
+                from espnet2_stacking.upstreams import load_upstream
+
+                loaded_teacher = load_upstream(cnn_teacher)
+            copy_teacher_cnn(model, cnn_teacher, loaded_teacher)
+        if args.student_cnn == "teacher_frozen":
+            # it is the teacher's CNN, whose output the batches carry, the online teacher
+            # gives, or the frozen copy computes (see DistillModel.forward)
             model.frontend.requires_grad_(False)
-        if teacher is not None:
-            # the student's CNN is this teacher's, frozen: take its output from the teacher's pass
-            cnn_from_teacher = (getattr(args, "teacher_cnn_features", False)
-                                and args.init_from_teacher is not None
-                                and same_teacher(args.teacher, args.init_from_teacher))
-            model.set_teacher(teacher, cnn_from_teacher=cnn_from_teacher)
         return model
-
-    @classmethod
-    def init_frontend_from_teacher(cls, model: DistillModel, args, teacher) -> None:
-        """Copy the teacher's CNN into the student's frontend (exact: same blocks).
-
-        Only the CNN: ESPnet's transformer block uses ReLU where HuBERT/wav2vec 2.0 use GELU,
-        and its positional convolution has no residual, so teacher layers cannot be copied
-        into it exactly.
-        """
-        from espnet2_stacking.teachers import load_teacher
-
-        if teacher is None or args.init_from_teacher != args.teacher:
-            teacher = load_teacher(args.init_from_teacher)
-        if not hasattr(teacher, "cnn_state_dict"):
-            raise ValueError(f"--init_from_teacher {args.init_from_teacher}: this teacher has no "
-                             "CNN to copy (fairseq, unilm, Hugging Face, random and ESPnet SSL "
-                             "teachers do)")
-        state = teacher.cnn_state_dict()
-        mine = model.frontend.state_dict()
-        wrong = sorted(set(state) ^ set(mine)) + [
-            f"{k} {tuple(v.shape)} vs {tuple(mine[k].shape)}"
-            for k, v in state.items() if k in mine and v.shape != mine[k].shape]
-        if wrong:
-            raise ValueError(
-                f"--init_from_teacher {args.init_from_teacher}: the teacher's CNN does not fit the "
-                f"student's frontend ({wrong[:3]}); set frontend_conf (shapes, norm_mode, bias) to "
-                "the teacher's"
-            )
-        model.frontend.load_state_dict(state, strict=True)
-        logging.info(f"initialised the student's CNN from {args.init_from_teacher}")
 
     @classmethod
     def build_optimizers(cls, args: argparse.Namespace, model: torch.nn.Module):

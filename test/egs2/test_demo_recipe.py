@@ -1,8 +1,8 @@
 """The recipe path itself (run.sh -> distill.sh -> Python stages) at smoke size."""
 
 import json
-import re
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path

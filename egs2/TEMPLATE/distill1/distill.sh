@@ -5,7 +5,8 @@
 #                           ${train_set} by ESPnet's SSL task (--teacher_config), then probed
 #   1 data prep            local/data.sh -> Kaldi-style dirs in ${datadir}/
 #   2 teacher feature dump  chosen teacher hidden states -> fp16 .npy + .scp in ${dumpdir}/
-#   3 staged distillation   grow the student by the stacking plan (DistillTask)
+#   3 staged distillation   grow the student by the config's stacking_conf (DistillTask); its
+#                           student_cnn says whether the student's CNN is its own or the teacher's
 #   4 export student        ESPnet SSL-task model (stock espnet_ssl frontend), and the random
 #                           student of the same shape (downstream reference)
 #   5 downstream ASR        token list, collect stats, SUPERB-style ASR training on the student
@@ -35,8 +36,9 @@ teacher_config=""       # stage 0 (no --teacher): YAML of the teacher to pretrai
 teacher_args=""         # extra options for pretrain_teacher
 teacher_dtype=float32   # float32|bfloat16|float16 for running the teacher
 teacher_mode=dump       # dump: read stage-2 features; online: run the teacher every step
-dump_args=""            # extra options for dump_teacher_feats (e.g. "--cnn_features true")
-distill_config=""       # YAML for stage 3
+dump_args=""            # extra options for dump_teacher_feats (e.g. "--normalize layer_norm")
+distill_config=""       # YAML for stage 3; stage 2 dumps its stacking_conf.targets (and, with
+                        # student_cnn: teacher_frozen, the teacher's CNN output)
 distill_args=""         # extra options for distill_train
 asr_config=""           # YAML for stage 5
 asr_args=""             # extra options for asr_train
@@ -151,9 +153,14 @@ require_config() {
     [ -f "${distill_config}" ] || { log "--distill_config '${distill_config}' not found"; exit 2; }
 }
 distill_tag() { local name; name=$(basename "${distill_config}" .yaml); echo "${name#distill_}"; }
-distill_config_value() {  # distill_config_value KEY DEFAULT: a list space separated, a bool lower case
-    ${python} -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1])).get(sys.argv[2], sys.argv[3]); v = v.split(",") if isinstance(v, str) and "," in v else v; print(" ".join(map(str, v)) if isinstance(v, list) else str(v).lower())' \
-        "${distill_config}" "$1" "$2"
+config_value() {  # config_value FILE KEY DEFAULT: a value of a YAML file (KEY a.b: nested), as
+                  # YAML writes it (true, false, none); DEFAULT where a key on the way is missing
+    ${python} -c '
+import sys, yaml
+v = yaml.safe_load(open(sys.argv[1]))
+for key in sys.argv[2].split("."):
+    v = v.get(key, sys.argv[3]) if isinstance(v, dict) else sys.argv[3]
+print("none" if v is None else str(v).lower() if isinstance(v, bool) else v)' "$1" "$2" "$3"
 }
 
 stage_dump() {
@@ -173,31 +180,20 @@ stage_dump() {
 
 stage_distill() {
     require_config
-    local opts=() t dset
+    local opts=() d
+    # The config's student_cnn needs nothing here: the task takes the teacher of its CNN from
+    # --teacher (online) or the dump's meta.json, and the dump's cnn.scp when it has one.
     case "${teacher_mode}" in
         online) require_teacher; opts+=(--teacher "${teacher}" --teacher_dtype "${teacher_dtype}") ;;
         dump)
-            for t in $(distill_config_value target_layers "4,8,12"); do
-                for dset in train valid; do
-                    local d=${train_set}; [ "${dset}" = valid ] && d=${valid_set}
-                    [ -f "${dumpdir}/${d}/layer_${t}.scp" ] || { log "${dumpdir}/${d}/layer_${t}.scp missing: run stage 2 (or --teacher_mode online)"; exit 1; }
-                    opts+=(--${dset}_data_path_and_name_and_type "${dumpdir}/${d}/layer_${t}.scp,target_${t},npy")
-                done
-            done ;;
+            # the task reads each dump's meta.json and adds its layer lists (it names a layer
+            # the config's stacking_conf.targets need and the dump lacks)
+            for d in "${train_set}" "${valid_set}"; do
+                [ -f "${dumpdir}/${d}/meta.json" ] || { log "${dumpdir}/${d}/meta.json missing: run stage 2 (or --teacher_mode online)"; exit 1; }
+            done
+            opts+=(--train_dump_dir "${dumpdir}/${train_set}" --valid_dump_dir "${dumpdir}/${valid_set}") ;;
         *) log "--teacher_mode must be dump or online, got '${teacher_mode}'"; exit 2 ;;
     esac
-    if [ "$(distill_config_value teacher_cnn_features false)" = true ]; then
-        # the student's CNN is the teacher's, frozen; its output comes from stage 2's dump or,
-        # online, from the teacher's own pass
-        require_teacher
-        for dset in train valid; do
-            [ "${teacher_mode}" = dump ] || break
-            local d=${train_set}; [ "${dset}" = valid ] && d=${valid_set}
-            [ -f "${dumpdir}/${d}/cnn.scp" ] || { log "${dumpdir}/${d}/cnn.scp missing: rerun stage 2 (the config asks for the teacher's CNN output)"; exit 1; }
-            opts+=(--${dset}_data_path_and_name_and_type "${dumpdir}/${d}/cnn.scp,cnn_feats,npy")
-        done
-        opts+=(--init_from_teacher "${teacher}")
-    fi
     [ "${ngpu}" -gt 1 ] && opts+=(--multiprocessing_distributed true)
     # shellcheck disable=SC2086
     ${python} -m espnet2_stacking.bin.distill_train --config "${distill_config}" \
@@ -251,10 +247,6 @@ asr_upstream_spec() {  # name -> upstream spec on stdout; nothing: skip this ups
         *) log "unknown upstream '${name}' in --asr_upstreams (known: student teacher student_random)"; exit 2 ;;
     esac
 }
-asr_config_get() {  # asr_config_get KEY DEFAULT: a top-level value of the ASR config
-    ${python} -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1])).get(sys.argv[2], sys.argv[3]); print("none" if v is None else v)' \
-        "${asr_config}" "$1" "$2"
-}
 
 make_token_list() {
     local dir text="${datadir}/${train_set}/text" opts=()
@@ -289,7 +281,7 @@ asr_stats_per_upstream() {  # true: each upstream needs its own collect-stats pa
     # Without feature extraction in collect stats (model_conf.extract_feats_in_collect_stats:
     # false, so no global_mvn statistics), the pass only measures shapes, the same for every
     # upstream: one shared pass.
-    ${python} -c 'import sys, yaml; c = yaml.safe_load(open(sys.argv[1])) or {}; print(str((c.get("model_conf") or {}).get("extract_feats_in_collect_stats", True)).lower())' "${asr_config}"
+    config_value "${asr_config}" model_conf.extract_feats_in_collect_stats true
 }
 
 stage_asr_train() {
@@ -346,7 +338,7 @@ stage_asr_train() {
         stats=${stats_dirs[$i]}
         # shellcheck disable=SC2046
         opts=(--config "${asr_config}" --frontend_conf "upstream=${specs[$i]}" $(token_opts) "${data[@]}")
-        [ "$(asr_config_get normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
+        [ "$(config_value "${asr_config}" normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
         # shellcheck disable=SC2086
         pool_run "ASR training on '${names[$i]}' (upstream ${specs[$i]})" "${asr_dir}/train.log" \
             env OMP_NUM_THREADS="${OMP_NUM_THREADS:-${threads}}" \

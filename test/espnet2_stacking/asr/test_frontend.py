@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from espnet2_stacking.asr.frontend import StackingUpstreamFrontend
-from espnet2_stacking.teachers import load_teacher
+from espnet2_stacking.upstreams import load_upstream
 
 UPSTREAM = "random:hubert?layers=3&dim=16&heads=2&ffn=32&conv=16&pos_kernel=8&pos_groups=2&seed=3"
 
@@ -19,7 +19,7 @@ def upstream_weights(frontend):
 def test_zero_init_weighted_sum_is_the_mean_of_all_states():
     frontend = StackingUpstreamFrontend(upstream=UPSTREAM, fs="16k")
     x, lens = batch()
-    states, frame_lens = load_teacher(UPSTREAM).extract_features(x, lens)
+    states, frame_lens = load_upstream(UPSTREAM).extract_features(x, lens)
     feats, feats_lens = frontend(x, lens)
     assert len(states) == 4 and frontend.output_size() == 16
     assert feats.dtype == torch.float32 and feats.shape == states[0].shape
@@ -29,7 +29,7 @@ def test_zero_init_weighted_sum_is_the_mean_of_all_states():
 
 def test_layer_k_returns_h_k_and_num_layers_limits_the_sum():
     x, lens = batch()
-    states, _ = load_teacher(UPSTREAM).extract_features(x, lens)
+    states, _ = load_upstream(UPSTREAM).extract_features(x, lens)
     one = StackingUpstreamFrontend(upstream=UPSTREAM, layer=1)
     assert list(one.parameters()) == [] and one.num_layers == 1  # h_2, h_3 are not run
     assert torch.equal(one(x, lens)[0], states[1])

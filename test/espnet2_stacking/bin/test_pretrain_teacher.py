@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import write_data_dir
 
 from espnet2_stacking.bin import pretrain_teacher, probe_teacher
-from espnet2_stacking.teachers.abs_teacher import num_frames
-from espnet2_stacking.teachers.load import load_teacher
-from espnet2_stacking.teachers.pretrain import PretrainError
-from conftest import write_data_dir
+from espnet2_stacking.core.frames import num_frames
+from espnet2_stacking.pipelines.teacher_pretrain import PretrainError
+from espnet2_stacking.upstreams.load import load_upstream
 
 SMOKE = Path(__file__).parents[3] / "egs2/demo/distill1/conf/teacher_hubert_smoke.yaml"
 
@@ -39,7 +39,7 @@ def test_pretrain_load_probe_and_resume(tmp_path, capsys):
     assert sorted(p.name for p in out.iterdir()) == [
         "config.yaml", "labels", "model.pth", "pretrain.json", "stats", "times.tsv", "train"]
 
-    teacher = load_teacher(str(model))
+    teacher = load_upstream(str(model))
     assert (teacher.num_layers, teacher.hidden_size) == (2, 32)
     lengths = torch.tensor([16000, 9000])
     states, frames = teacher.extract_features(torch.randn(2, 16000), lengths)

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from espnet2_stacking.bin.stack_plan import get_parser, main
+from espnet2_stacking.bin.stack_plan import get_parser, main, plan_kwargs
 
 CMD = [sys.executable, "-m", "espnet2_stacking.bin.stack_plan"]
 
@@ -39,8 +39,8 @@ def test_boundaries_null_without_total():
 
 
 def test_defaults_and_in_process_main(capsys):
-    args = get_parser().parse_args(["--depths", "3,6"])
-    assert (args.method, args.anchor, args.mode, args.teacher_layers, args.schedule) == (
+    kwargs = plan_kwargs(get_parser().parse_args(["--depths", "3,6"]))
+    assert (kwargs["method"], kwargs["anchor"], kwargs["mode"], kwargs["teacher_layers"], kwargs["schedule"]) == (
         "interleaved", "last", "l2l", 12, "eql")
     main(["--method", "midas", "--depths", "3,6,9,12", "--mode", "pred", "--targets", "4,8,12",
           "--total_updates", "1000"])
@@ -78,7 +78,7 @@ def test_none_has_no_growths(capsys):
         (["--method", "midas", "--depths", "3", "--mode", "pred", "--block_size", "0"],
          "block size"),
         (["--depths", "5,10"], "--targets"),
-        (["--method", "interleaved"], "required"),
+        (["--method", "interleaved"], "give --depths"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(args, match):
@@ -87,3 +87,29 @@ def test_bad_arguments_exit_2_with_one_line(args, match):
     assert res.stdout == ""
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and match in lines[0], res.stderr
+
+
+def test_config_gives_the_plan_of_the_configured_run(tmp_path, capsys):
+    """--config plans exactly what distill_train would: its stacking_conf, teacher depth and run
+    length (max_epoch x (num_iters_per_epoch // accum_grad)); options given beside it win."""
+    from conftest import write_config
+
+    from espnet2_stacking.tasks.distill import DistillTask
+
+    config = write_config(tmp_path / "c.yaml", stacking={"method": "interleaved", "depths": [2, 4, 6],
+                                                         "targets": [3, 6], "mode": "l2l"},
+                          teacher_num_layers=6, max_epoch=5, num_iters_per_epoch=9, accum_grad=2)
+    main(["--config", str(config)])
+    out = json.loads(capsys.readouterr().out)
+    args = DistillTask.get_parser().parse_args(["--config", str(config), "--output_dir", "x"])
+    plan = DistillTask.build_plan(args)
+    assert plan.total_updates == 20  # 5 epochs of 9 // 2 updates
+    assert out["boundaries"] == list(plan.boundaries) == [7, 13]
+    assert [g["src"] for g in out["growths"]] == [list(g.src) for g in plan.growths]
+    assert out["pairs"] == {str(d): [list(p) for p in pairs] for d, pairs in plan.pairs.items()}
+    main(["--config", str(config), "--schedule", "prop:1", "--total_updates", "600"])
+    assert json.loads(capsys.readouterr().out)["boundaries"] == [100, 300]
+    old = tmp_path / "old.yaml"
+    old.write_text("stacking_depths: [2, 4]\n")
+    res = run("--config", str(old))
+    assert res.returncode == 2 and "replaced by stacking_conf.depths" in res.stderr

@@ -10,8 +10,8 @@ from espnet2_stacking.data.kaldi_dir import (
     DataPrepError,
     Utterance,
     format_summaries,
-    read_scp,
     read_kaldi_dir,
+    read_scp,
     summarize,
     validate_kaldi_dir,
     write_kaldi_dir,
@@ -19,9 +19,9 @@ from espnet2_stacking.data.kaldi_dir import (
 
 # Speakers "19" and "198": "19-..." sorts before "198-..." ('-' < '8'), as "19" < "198".
 UTTS = [
-    Utterance("198-2-0001", "198", "/a/198-2-0001.flac", "SECOND  ONE", 3200),
-    Utterance("19-1-0000", "19", "/a/19-1-0000.flac", "HELLO THERE", 1600),
-    Utterance("19-1-0001", "19", "/a/19-1-0001.flac", "IT'S ME", 4800),
+    Utterance("198-2-0001", "/a/198-2-0001.flac", 3200, speaker="198", text="SECOND  ONE"),
+    Utterance("19-1-0000", "/a/19-1-0000.flac", 1600, speaker="19", text="HELLO THERE"),
+    Utterance("19-1-0001", "/a/19-1-0001.flac", 4800, speaker="19", text="IT'S ME"),
 ]
 
 
@@ -126,10 +126,10 @@ def test_validation_with_fs_checks_the_audio(tmp_path):
     "utts,match",
     [
         (UTTS + [UTTS[0]], "198-2-0001: duplicate utterance id"),
-        ([Utterance("a b", "a", "/x", "T", 1)], "utterance id 'a b'"),
-        ([Utterance("a-1", "a", "/x", " ", 1)], "a-1: empty or multi-line text"),
-        ([Utterance("a-1", "a", "/x", "T", 0)], "a-1: 0 samples"),
-        ([Utterance("a-1", "b", "/x", "T", 1), Utterance("b-1", "a", "/y", "T", 1)],
+        ([Utterance("a b", "/x", 1, speaker="a", text="T")], "utterance id 'a b'"),
+        ([Utterance("a-1", "/x", 1, speaker="a", text=" ")], "a-1: empty or multi-line text"),
+        ([Utterance("a-1", "/x", 0, speaker="a", text="T")], "a-1: 0 samples"),
+        ([Utterance("a-1", "/x", 1, speaker="b", text="T"), Utterance("b-1", "/y", 1, speaker="a", text="T")],
          "b-1: speaker 'a' out of order"),
         ([], "no utterances"),
     ],

@@ -6,7 +6,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from espnet2_stacking.stacking import (
-    StackingConfigError, default_targets, grow_lineage, growth_map, layer_pairs, plan_stacking,
+    StackingConfigError,
+    default_targets,
+    grow_lineage,
+    growth_map,
+    layer_pairs,
+    plan_stacking,
 )
 
 
@@ -141,7 +146,7 @@ def test_l2l_states_increase_across_groups_and_end_at_the_top(k, increments, anc
     lineage = list(range(k))
     for d in depths:
         if d != k:
-            src = growth_map("interleaved", len(lineage), d, anchor=anchor)
+            src = growth_map("interleaved", len(lineage), d, anchor=anchor, lineage=lineage)
             lineage = grow_lineage(lineage, src)
         states = [s for s, _ in plan.pairs[d]]
         assert [t for _, t in plan.pairs[d]] == targets

@@ -3,12 +3,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from espnet2_stacking.stacking import (
-    METHODS, StackingConfigError, check_growth, check_lineage, grow_lineage, growth_map,
+    METHODS,
+    StackingConfigError,
+    check_growth,
+    check_lineage,
+    grow_lineage,
+    growth_map,
     is_contiguous,
 )
 from espnet2_stacking.stacking.growth import midas_start
 
-# Worked examples: METHOD.md section 3, and the block / centring formulas worked by hand.
+# Worked examples: docs/method.md section 3, and the block / centring formulas worked by hand.
 TABLE = [
     ("interleaved", "last", None, 3, 6, [0, 0, 1, 1, 2, 2]),
     ("interleaved", "last", None, 6, 9, [0, 1, 1, 2, 3, 3, 4, 5, 5]),

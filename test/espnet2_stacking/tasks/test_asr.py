@@ -3,8 +3,8 @@ import multiprocessing
 import sys
 
 import pytest
-
 from espnet2.tasks.asr import ASRTask
+
 from espnet2_stacking.tasks.asr import StackingASRTask
 
 UPSTREAM = "random:hubert?layers=2&dim=16&heads=2&ffn=32&conv=16&pos_kernel=8&pos_groups=2"
@@ -94,7 +94,6 @@ def test_sigkill_during_asr_training_then_resume_matches_an_unkilled_run(tmp_pat
     import time
 
     import torch
-
     from conftest import write_data_dir
 
     write_data_dir(tmp_path / "data", "train", 8)

@@ -10,10 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import (
+    TEACHER,
+    distill_config,
+    run_distill_train,
+    run_distill_train_in_process,
+    train_args,
+    write_config,
+)
 
-from conftest import TEACHER, run_distill_train, run_distill_train_in_process, train_args, write_config
-from espnet2_stacking.register import register
+from espnet2_stacking.stacking import StackingConfigError
 from espnet2_stacking.tasks.distill import DistillTask
+from espnet2_stacking.tasks.distill_config import STACKING_DEFAULTS, read_distill_config
+from espnet2_stacking.tasks.register import register
 
 register()
 
@@ -25,15 +34,18 @@ def read_log(out: Path):
 def test_parser_help_and_print_config(capsys):
     parser = DistillTask.get_parser()
     args = parser.parse_args(["--output_dir", "x"])
-    assert args.stacking_method == "interleaved" and args.stacking_depths == [3, 6, 9, 12]
+    assert args.stacking_conf == {} and DistillTask.stacking_kwargs(args) == STACKING_DEFAULTS
+    assert STACKING_DEFAULTS["method"] == "interleaved" and STACKING_DEFAULTS["depths"] == [3, 6, 9, 12]
     assert args.unused_parameters is True  # inactive layers get no gradient under DDP
     with pytest.raises(SystemExit):
         parser.parse_args(["--help"])
-    assert "--stacking_schedule" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--stacking_conf" in out and "--student_cnn" in out and "--train_dump_dir" in out
+    assert "--stacking_schedule" not in out  # an old name: accepted only to be refused
     buf = io.StringIO()
     DistillTask.print_config(file=buf)
     printed = yaml.safe_load(buf.getvalue())
-    for key in ("stacking_method", "target_layers", "encoder_conf", "loss_conf", "crop_mode"):
+    for key in ("stacking_conf", "student_cnn", "optimizer_state_rule", "encoder_conf", "loss_conf", "crop_mode"):
         assert key in printed
     assert printed["encoder"] == "stacking_transformer"
     assert printed["encoder_conf"]["linear_units"] == 1536  # the constructor is the schema
@@ -48,8 +60,9 @@ def test_config_round_trip(tmp_path):
     plain = vars(parser.parse_args(["--output_dir", "x"]))
     again.pop("config"), plain.pop("config")
     assert again == plain
-    ours = parser.parse_args(["--config", str(write_config(tmp_path / "c.yaml", stacking_schedule="prop:1")), "--output_dir", "x"])
-    assert ours.stacking_schedule == "prop:1" and ours.encoder_conf["linear_units"] == 32
+    ours = parser.parse_args(["--config", str(write_config(tmp_path / "c.yaml", stacking={"schedule": "prop:1"})), "--output_dir", "x"])
+    assert ours.stacking_conf["schedule"] == "prop:1" and ours.encoder_conf["linear_units"] == 32
+    assert DistillTask.stacking_kwargs(ours)["depths"] == [1, 2, 4]
 
 
 def test_a_config_key_that_does_not_exist_is_named(tmp_path, capsys):
@@ -64,6 +77,49 @@ def test_a_config_key_that_does_not_exist_is_named(tmp_path, capsys):
         tmp_path / "c.yaml", encoder_conf={"output_size": 16, "atention_heads": 2})), "--output_dir", "x"])
     with pytest.raises(TypeError, match="atention_heads"):
         DistillTask.build_model(args)
+    # a typo inside stacking_conf is named with the keys it could be
+    args = parser.parse_args(["--config", str(write_config(tmp_path / "s.yaml", stacking={"metod": "gradual"})),
+                              "--output_dir", "x"])
+    with pytest.raises(StackingConfigError, match=r"stacking_conf: unknown key\(s\) \['metod'\].*'method'"):
+        DistillTask.resolve_args(args)
+
+
+@pytest.mark.parametrize("old,value,new", [
+    ("stacking_method", "gradual", "stacking_conf.method"),
+    ("stacking_depths", "[2, 4]", "stacking_conf.depths"),
+    ("target_layers", "[2, 4]", "stacking_conf.targets"),
+    ("alignment_mode", "pred", "stacking_conf.mode"),
+    ("stacking_schedule", "prop:1", "stacking_conf.schedule"),
+    ("init_from_teacher", "random:hubert", "student_cnn"),
+    ("teacher_cnn_features", "true", "student_cnn teacher_frozen"),
+])
+def test_options_of_earlier_versions_name_their_replacement(tmp_path, old, value, new):
+    """A config or command line written for an earlier version fails before any work, with the
+    option that replaced the old one, in the config (distill_train) and in tools that read it."""
+    config = tmp_path / "old.yaml"
+    config.write_text(yaml.safe_dump(distill_config()) + f"{old}: {value}\n")
+    args = DistillTask.get_parser().parse_args(["--config", str(config), "--output_dir", "x"])
+    with pytest.raises(StackingConfigError, match=f"--{old} .*replaced by {new}"):
+        DistillTask.resolve_args(args)
+    res = run_distill_train_in_process(["--config", str(write_config(tmp_path / "c.yaml")), "--output_dir",
+                                        str(tmp_path / "exp"), f"--{old}", value])
+    assert res.returncode != 0 and f"replaced by {new}" in res.stderr
+    with pytest.raises(StackingConfigError, match=f"old.yaml: --{old} .*replaced by {new}"):
+        read_distill_config(config)
+
+
+@pytest.mark.parametrize("max_epoch,iters,accum,updates", [(4, 3, 1, 12), (4, 3, 2, 4), (3, 10, 3, 9), (3, 6, 4, 3)])
+def test_run_length_counts_updates_as_espnet_performs_them(tmp_path, max_epoch, iters, accum, updates):
+    """ESPnet steps once every accum_grad batches, the count restarting each epoch: an epoch of
+    n batches makes n // accum_grad updates (max_epoch * n // accum_grad overcounts, so the LR
+    never reached 0 and the growths came late)."""
+    args = DistillTask.get_parser().parse_args(["--config", str(write_config(
+        tmp_path / "c.yaml", max_epoch=max_epoch, num_iters_per_epoch=iters, accum_grad=accum)), "--output_dir", "x"])
+    assert DistillTask.total_updates(args) == updates
+    assert DistillTask.build_plan(args).total_updates == updates
+    args.num_iters_per_epoch = accum - 1
+    with pytest.raises(StackingConfigError, match="no epoch would make an update"):
+        DistillTask.total_updates(args)
 
 
 RECIPE_CONFIGS = sorted(Path(__file__).parents[3].glob("egs2/*/distill1/conf/distill_*.yaml"))
@@ -72,10 +128,10 @@ RECIPE_CONFIGS = sorted(Path(__file__).parents[3].glob("egs2/*/distill1/conf/dis
 @pytest.mark.parametrize("config", RECIPE_CONFIGS, ids=lambda p: f"{p.parts[-4]}/{p.name}")
 def test_every_recipe_config_builds(config):
     args = DistillTask.get_parser().parse_args(["--config", str(config), "--output_dir", "x"])
-    model = DistillTask.build_model(args)
-    assert model.encoder.num_blocks == args.stacking_depths[-1]
-    assert model.depth == args.stacking_depths[0]
-    assert set(model.plan.pairs) == set(args.stacking_depths)
+    model = DistillTask.build_student(args)  # the CNN teacher (student_cnn) is not at hand here
+    depths = DistillTask.stacking_kwargs(args)["depths"]
+    assert model.encoder.num_blocks == depths[-1] and model.depth == depths[0]
+    assert set(model.plan.pairs) == set(depths)
 
 
 def test_build_model_checks_depths_and_length(tmp_path):
@@ -217,23 +273,27 @@ def test_two_process_gloo_distillation_keeps_ranks_identical(tiny_corpus, tmp_pa
     assert [(r["update"], r["to"]) for r in records[:-1]] == [(4, 2), (8, 4)]
 
 
-def test_init_from_teacher_copies_the_cnn_exactly(tmp_path):
+def test_student_cnn_teacher_init_copies_the_cnn_exactly(tmp_path):
     spec = "random:hubert?layers=4&dim=32&conv=16&seed=3"
     conf = write_config(tmp_path / "c.yaml")
     args = DistillTask.get_parser().parse_args(
-        ["--config", str(conf), "--output_dir", "x", "--init_from_teacher", spec])
+        ["--config", str(conf), "--output_dir", "x", "--student_cnn", "teacher_init", "--teacher", spec])
     model = DistillTask.build_model(args).eval()
-    from espnet2_stacking.teachers import load_teacher
+    assert all(p.requires_grad for p in model.frontend.parameters())  # a start, not frozen
+    from espnet2_stacking.upstreams import load_upstream
 
-    teacher = load_teacher(spec)
+    teacher = load_upstream(spec)
     wav = torch.randn(1, 8000, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ours, _ = model.frontend(wav, torch.tensor([8000]))
         theirs, _ = teacher._module.feature_extractor(wav, torch.tensor([8000]))
     assert torch.allclose(ours, theirs, atol=1e-5)
-    args.init_from_teacher = "random:hubert?layers=4&dim=32&conv=24"
+    args.teacher = "random:hubert?layers=4&dim=32&conv=24"
     with pytest.raises(ValueError, match="does not fit the student's frontend"):
         DistillTask.build_model(args)
+    args.teacher = None  # no online teacher and no dump: whose CNN?
+    with pytest.raises(StackingConfigError, match="give the online --teacher SPEC, or --train_dump_dir"):
+        DistillTask.resolve_args(args)
 
 
 def _poison(tiny_corpus, tmp_path, every: int):
@@ -281,7 +341,7 @@ CNN_TEACHER = "random:hubert?layers=4&dim=32&conv=16&seed=3"  # its CNN fits the
 @pytest.fixture(scope="module")
 def cnn_dump(tiny_corpus, tmp_path_factory):
     """CNN_TEACHER's states 2 and 4 and its CNN output for tiny_corpus's train and dev."""
-    from espnet2_stacking.distill.dump import dump_teacher_states
+    from espnet2_stacking.pipelines.teacher_dump import dump_teacher_states
 
     root = tmp_path_factory.mktemp("cnn_dump")
     for split in ("train", "dev"):
@@ -290,25 +350,48 @@ def cnn_dump(tiny_corpus, tmp_path_factory):
     return root
 
 
-def cnn_train_args(tiny_corpus, cnn_dump, config, out, cnn=True):
-    args = train_args(tiny_corpus, config, out, dumped=False)
-    for tag, split in (("train", "train"), ("valid", "dev")):
-        names = [f"layer_{t}.scp,target_{t}" for t in (2, 4)] + (["cnn.scp,cnn_feats"] if cnn else [])
-        for name in names:
-            args += [f"--{tag}_data_path_and_name_and_type", f"{cnn_dump}/{split}/{name},npy"]
-    return args
+def cnn_train_args(tiny_corpus, cnn_dump, config, out, *extra):
+    """distill_train's arguments on cnn_dump (targets 2 and 4 and the CNN output), resolved."""
+    args = train_args(tiny_corpus, config, out, dumped=False) + [
+        "--train_dump_dir", str(cnn_dump / "train"), "--valid_dump_dir", str(cnn_dump / "dev"), *extra]
+    parsed = DistillTask.get_parser().parse_args(args)
+    DistillTask.resolve_args(parsed)
+    return parsed
+
+
+def data_names(args, split="train"):
+    return {entry[1]: entry[0] for entry in getattr(args, f"{split}_data_path_and_name_and_type")}
+
+
+def test_dump_dirs_expand_into_the_lists_their_meta_names(tiny_corpus, cnn_dump, tmp_path):
+    """--train_dump_dir adds the plan's target lists (and, for a frozen teacher CNN, cnn.scp);
+    the dump's meta.json fixes the teacher's shape; a layer the dump lacks is named."""
+    conf = write_config(tmp_path / "c.yaml", teacher_num_layers=12, teacher_hidden_size=768)
+    trained = cnn_train_args(tiny_corpus, cnn_dump, conf, tmp_path / "x")
+    assert data_names(trained) == {"speech": f"{tiny_corpus}/data/train/wav.scp",
+                                   "target_2": f"{cnn_dump}/train/layer_2.scp", "target_4": f"{cnn_dump}/train/layer_4.scp"}
+    assert data_names(trained, "valid")["target_4"] == f"{cnn_dump}/dev/layer_4.scp"
+    assert (trained.teacher_num_layers, trained.teacher_hidden_size) == (4, 32)  # from meta.json
+    DistillTask.resolve_args(trained)  # idempotent: nothing added twice
+    assert len(trained.train_data_path_and_name_and_type) == 3
+    frozen = cnn_train_args(tiny_corpus, cnn_dump, conf, tmp_path / "x", "--student_cnn", "teacher_frozen")
+    assert data_names(frozen)["cnn_feats"] == f"{cnn_dump}/train/cnn.scp"
+    far = write_config(tmp_path / "far.yaml", stacking={"targets": [2, 3]})
+    with pytest.raises(StackingConfigError, match=r"dump/?.*train: layer_3.scp missing \(the dump holds layers \[2, 4\]"):
+        cnn_train_args(tiny_corpus, cnn_dump, far, tmp_path / "x")
+    with pytest.raises(StackingConfigError, match="no meta.json"):
+        cnn_train_args(tiny_corpus, tiny_corpus / "data", conf, tmp_path / "x")
 
 
 def test_dumped_cnn_features_stand_in_for_the_frozen_teacher_cnn(tmp_path):
-    """With --teacher_cnn_features the frontend is the teacher's CNN, frozen, and the loss from
-    the teacher's CNN output equals the loss from running that frontend."""
-    from espnet2_stacking.teachers import load_teacher
+    """With student_cnn teacher_frozen the frontend is the teacher's CNN, frozen, and the loss
+    from the teacher's CNN output equals the loss from running that frontend."""
+    from espnet2_stacking.upstreams import load_upstream
 
-    argv = ["--config", str(write_config(tmp_path / "c.yaml")), "--output_dir", "x",
-            "--init_from_teacher", CNN_TEACHER, "--teacher_cnn_features", "true"]
-    model = DistillTask.build_model(DistillTask.get_parser().parse_args(argv)).eval()
+    argv = ["--config", str(write_config(tmp_path / "c.yaml", student_cnn="teacher_frozen")), "--output_dir", "x"]
+    model = DistillTask.build_student(DistillTask.get_parser().parse_args(argv), CNN_TEACHER).eval()
     assert not any(p.requires_grad for p in model.frontend.parameters())
-    teacher = load_teacher(CNN_TEACHER)
+    teacher = load_upstream(CNN_TEACHER)
     wav = torch.randn(2, 8000, generator=torch.Generator().manual_seed(0))
     lengths = torch.tensor([8000, 8000])  # unpadded: the group norm's statistics agree
     states, cnn, frames = teacher.extract_features_and_cnn(wav, lengths)
@@ -324,17 +407,17 @@ def test_dumped_cnn_features_stand_in_for_the_frozen_teacher_cnn(tmp_path):
 
 
 def test_online_teacher_gives_the_frozen_cnn_output_from_its_own_pass(tmp_path):
-    """Online, --teacher_cnn_features takes the CNN output from the teacher's pass: the same
-    loss as running the student's frozen copy of that CNN, which is not run."""
-    argv = ["--config", str(write_config(tmp_path / "c.yaml")), "--output_dir", "x",
-            "--teacher", CNN_TEACHER, "--init_from_teacher", CNN_TEACHER]
+    """Online, student_cnn teacher_frozen takes the CNN output from the teacher's pass: the
+    same loss as running the student's frozen copy of that CNN, which is not run."""
+    argv = ["--config", str(write_config(tmp_path / "c.yaml")), "--output_dir", "x", "--teacher", CNN_TEACHER]
     parser = DistillTask.get_parser()
-    computes = DistillTask.build_model(parser.parse_args(argv + ["--freeze_param", "frontend"])).eval()
-    computes.frontend.requires_grad_(False)  # what ESPnet's main_worker does with --freeze_param
-    args = parser.parse_args(argv + ["--teacher_cnn_features", "true"])
-    DistillTask.check_teacher_cnn_features(args)  # no dumped list needed online
+    computes = DistillTask.build_model(parser.parse_args(argv + ["--student_cnn", "teacher_init"])).eval()
+    computes.frontend.requires_grad_(False)
+    args = parser.parse_args(argv + ["--student_cnn", "teacher_frozen"])
+    DistillTask.resolve_args(args)  # no dump needed online
     DistillTask.build_collate_fn(args, train=True)
     reuses = DistillTask.build_model(args).eval()
+    assert not any(p.requires_grad for p in reuses.frontend.parameters())
     reuses.load_state_dict(computes.state_dict())
     calls = []
     reuses.frontend.register_forward_hook(lambda *_: calls.append(1))
@@ -344,30 +427,31 @@ def test_online_teacher_gives_the_frozen_cnn_output_from_its_own_pass(tmp_path):
         a, b = computes(wav, lengths)[0], reuses(wav, lengths)[0]
     assert torch.allclose(a, b, rtol=1e-5), (a, b)
     assert calls == []
-    args.init_from_teacher = CNN_TEACHER.replace("seed=3", "seed=4")
-    with pytest.raises(Exception, match="is not --init_from_teacher"):
-        DistillTask.check_teacher_cnn_features(args)
 
 
 def test_dumped_cnn_features_are_refused_where_they_cannot_be_the_student_cnn(tiny_corpus, cnn_dump, tmp_path):
     conf = write_config(tmp_path / "c.yaml")
-    parser = DistillTask.get_parser()
 
-    def args_of(*extra, cnn=True, config=conf):
-        return parser.parse_args(cnn_train_args(tiny_corpus, cnn_dump, config, tmp_path / "x", cnn) + list(extra))
+    def args_of(*extra, config=conf):
+        return cnn_train_args(tiny_corpus, cnn_dump, config, tmp_path / "x", *extra)
 
-    with pytest.raises(Exception, match="--teacher_cnn_features is false"):
-        DistillTask.check_teacher_cnn_features(args_of())
-    with pytest.raises(Exception, match="give --init_from_teacher"):
-        DistillTask.check_teacher_cnn_features(args_of("--teacher_cnn_features", "true"))
-    with pytest.raises(Exception, match=r"holds the CNN output of random:.*conv=16.*--init_from_teacher random:hubert\?layers=4&dim=32&conv=16&seed=4"):
-        DistillTask.check_teacher_cnn_features(args_of(
-            "--teacher_cnn_features", "true", "--init_from_teacher", CNN_TEACHER.replace("seed=3", "seed=4")))
-    DistillTask.check_teacher_cnn_features(args_of("--teacher_cnn_features", "true", "--init_from_teacher", CNN_TEACHER))
-    with pytest.raises(ValueError, match="lacks 'cnn_feats'"):
-        DistillTask.build_collate_fn(args_of("--teacher_cnn_features", "true", cnn=False), train=True)
+    explicit = ["--train_data_path_and_name_and_type", f"{cnn_dump}/train/cnn.scp,cnn_feats,npy"]
+    with pytest.raises(StackingConfigError, match="given as 'cnn_feats' but student_cnn is trained"):
+        args_of(*explicit)
+    with pytest.raises(StackingConfigError, match="given as 'cnn_feats' but student_cnn is teacher_init"):
+        args_of("--student_cnn", "teacher_init", *explicit)
+    other = CNN_TEACHER.replace("seed=3", "seed=4")
+    with pytest.raises(StackingConfigError, match=r"holds the states of random:.*seed=3.*the student's CNN is random:.*seed=4"):
+        args_of("--student_cnn", "teacher_frozen", "--teacher", other)
+    args = args_of("--student_cnn", "teacher_frozen")
+    assert DistillTask.cnn_teacher(args) == CNN_TEACHER  # from the dump's meta.json
+    # the tiny corpus's dump has no CNN output: nothing stands in, the frozen CNN runs
+    no_cnn = train_args(tiny_corpus, conf, tmp_path / "y") + ["--student_cnn", "teacher_frozen"]
+    parsed = DistillTask.get_parser().parse_args(no_cnn)
+    DistillTask.resolve_args(parsed)
+    assert "cnn_feats" not in data_names(parsed)
     wider = write_config(tmp_path / "wide.yaml", frontend_conf={
         "norm_mode": "group_norm", "conv_mode": "standard", "bias": False,
         "shapes": [[24, 10, 5]] + [[24, 3, 2]] * 4 + [[24, 2, 2]] * 2})
     with pytest.raises(ValueError, match=r"cnn/.*expected \(frames, 24\)"):
-        DistillTask.check_inputs(args_of("--teacher_cnn_features", "true", config=wider))
+        DistillTask.check_inputs(args_of("--student_cnn", "teacher_frozen", config=wider))

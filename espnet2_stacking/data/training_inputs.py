@@ -1,0 +1,106 @@
+"""Check a distillation run's data lists before the first update.
+
+ESPnet's datasets read lazily: a wav.scp line pointing nowhere, a truncated or wrongly shaped
+dump file, or ids that differ between lists surface mid-epoch as a KeyError or a shape error
+deep in torch, after the run has already spent its time. This pass reads only scp lines,
+file metadata and .npy headers (no audio, no arrays), so it is cheap next to one epoch, and
+every error names the list, the utterance and what is wrong.
+"""
+
+import logging
+import time
+from pathlib import Path
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from espnet2_stacking.core.frames import num_frames
+from espnet2_stacking.data.kaldi_dir import read_scp
+
+# A named logger: a root-level logging.info() before ESPnet's basicConfig would configure the
+# root at WARNING and silence every later INFO line of the run.
+logger = logging.getLogger(__name__)
+
+
+def read_num_samples(path: Path) -> Dict[str, int]:
+    """An ESPnet shape file (``utt 16000`` or ``utt 16000,1``) as utt -> samples."""
+    out = {}
+    for uttid, value in read_scp(path).items():
+        try:
+            out[uttid] = int(value.split(",")[0])
+        except ValueError:
+            raise ValueError(f"{path}: utterance '{uttid}' has no sample count: {value!r}") from None
+    return out
+
+
+def check_npy(path: Path, uttid: str, hidden_size: int, num_samples: Optional[int] = None,
+              dtype: Optional[np.dtype] = None) -> int:
+    """A dumped state: readable to its last byte, (frames, hidden_size), and (given the
+    audio's length) frames equal to the CNN's or one fewer. Returns the frame count."""
+    if not path.exists():
+        raise FileNotFoundError(f"utterance '{uttid}': {path} is missing")
+    try:
+        # mmap checks the header and that the file holds every byte it announces
+        array = np.load(path, mmap_mode="r")
+    except Exception as e:
+        raise ValueError(f"utterance '{uttid}': {path} is unreadable or truncated: {e}") from e
+    if (dtype is not None and array.dtype != dtype) or array.ndim != 2 \
+            or array.shape[1] != hidden_size:
+        want = f"{np.dtype(dtype).name} " if dtype is not None else ""
+        raise ValueError(f"utterance '{uttid}': {path} is {array.dtype} {array.shape}, expected "
+                         f"{want}(frames, {hidden_size})")
+    if num_samples is not None and not 0 <= num_frames(num_samples) - array.shape[0] <= 1:
+        raise ValueError(
+            f"utterance '{uttid}': {path} has {array.shape[0]} frames but its {num_samples} "
+            f"samples give {num_frames(num_samples)}: the dump is not of this audio"
+        )
+    return array.shape[0]
+
+
+def _id_mismatch(name_a: str, a: set, name_b: str, b: set) -> str:
+    only_a, only_b = sorted(a - b), sorted(b - a)
+    parts = []
+    if only_a:
+        parts.append(f"{len(only_a)} only in {name_a} (e.g. {', '.join(only_a[:3])})")
+    if only_b:
+        parts.append(f"{len(only_b)} only in {name_b} (e.g. {', '.join(only_b[:3])})")
+    return "; ".join(parts)
+
+
+def check_training_inputs(entries: Sequence[Tuple[str, str, str]], shape_file: Optional[str],
+                          hidden_size: int, widths: Optional[Dict[str, int]] = None) -> int:
+    """Check one split's ``--*_data_path_and_name_and_type`` entries; returns utterances.
+
+    Every list must hold the same utterance ids as the first (and as the shape file); every
+    ``sound`` path must exist (piped commands are left to the reader); every ``npy`` list
+    must pass :func:`check_npy` against the shape file's sample counts, with the width
+    ``widths[name]`` (default: ``hidden_size``, the teacher's).
+    """
+    start = time.perf_counter()
+    tables = [(path, name, kind, read_scp(Path(path))) for path, name, kind in entries]
+    if not tables:
+        return 0
+    ref_path, _, _, ref = tables[0]
+    ref_ids = set(ref)
+    samples = read_num_samples(Path(shape_file)) if shape_file else None
+    others = [(path, set(t)) for path, _, _, t in tables[1:]]
+    if samples is not None:
+        others.append((shape_file, set(samples)))
+    for path, ids in others:
+        if ids != ref_ids:
+            raise ValueError(f"utterance ids of {path} and {ref_path} disagree: "
+                             f"{_id_mismatch(path, ids, ref_path, ref_ids)}")
+    for path, name, kind, table in tables:
+        if kind == "sound":
+            for uttid, value in table.items():
+                if not value.endswith("|") and not Path(value).exists():
+                    raise FileNotFoundError(f"{path}: utterance '{uttid}' points to {value}, "
+                                            "which does not exist")
+        elif kind == "npy":
+            width = (widths or {}).get(name, hidden_size)
+            for uttid, value in table.items():
+                check_npy(Path(value), uttid, width, None if samples is None else samples[uttid])
+    logger.info(f"checked {len(tables)} lists of {len(ref)} utterances "
+                 f"({', '.join(name for _, name, _, _ in tables)}) in "
+                 f"{time.perf_counter() - start:.1f} s")
+    return len(ref)

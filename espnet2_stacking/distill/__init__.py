@@ -1,1 +1,0 @@
-"""Distillation: the student model, its losses and the frame-aligned collate."""

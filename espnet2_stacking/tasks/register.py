@@ -1,0 +1,41 @@
+"""Make the plugin's components known to ESPnet.
+
+ESPnet has no plugin registry: its tasks read module-level dicts and ClassChoices when they
+build their parsers and models. Every entry point of this package registers what it needs
+first, never as a side effect of importing the package. Spawned multi-GPU workers import only
+the module that defines the task class, so the plugin's task classes (e.g.
+:class:`espnet2_stacking.tasks.asr.StackingASRTask`) register again where they build parsers
+and models.
+
+Distillation needs only the scheduler; importing ESPnet's ASR task for the frontend costs
+seconds at every process start, so only the ASR side pays it.
+"""
+
+_done = set()
+
+
+def register_scheduler() -> None:
+    """``warmuplineardecaylr`` in every task's ``--scheduler`` choices (idempotent)."""
+    if "scheduler" in _done:
+        return
+    from espnet2.tasks import abs_task
+
+    from espnet2_stacking.training.warmup_linear_decay_lr import WarmupLinearDecayLR
+
+    abs_task.scheduler_classes.setdefault("warmuplineardecaylr", WarmupLinearDecayLR)
+    _done.add("scheduler")
+
+
+def register() -> None:
+    """Everything: the scheduler, and ``stacking_upstream`` in
+    ``espnet2.tasks.asr.frontend_choices`` (``--frontend``) (idempotent)."""
+    register_scheduler()
+    if "asr_frontend" in _done:
+        return
+    from espnet2.tasks import asr as asr_task
+
+    from espnet2_stacking.asr.frontend import StackingUpstreamFrontend
+
+    # ClassChoices looks names up lower-case; setdefault keeps a second call harmless.
+    asr_task.frontend_choices.classes.setdefault("stacking_upstream", StackingUpstreamFrontend)
+    _done.add("asr_frontend")

@@ -1,0 +1,120 @@
+"""pretrain_teacher's checks and its resumable label step (no ESPnet training here)."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import write_data_dir
+
+from espnet2_stacking.pipelines.teacher_labels import read_labels
+from espnet2_stacking.pipelines.teacher_pretrain import (
+    PretrainError,
+    hubert_num_classes,
+    make_labels,
+    pretrain_teacher,
+)
+
+SMOKE = Path(__file__).parents[3] / "egs2/demo/distill1/conf/teacher_hubert_smoke.yaml"
+DEMO = SMOKE.with_name("teacher_hubert_demo.yaml")
+BENCH = Path(__file__).parents[3] / "bench/conf/teacher_hubert_6x128.yaml"
+
+
+def test_configs_name_their_clusters():
+    assert hubert_num_classes(SMOKE) == 8
+    assert hubert_num_classes(DEMO) == 64
+
+
+@pytest.mark.parametrize("teacher, distill", [
+    (DEMO, DEMO.with_name("distill_interleaved_eql.yaml")),
+    (BENCH, BENCH.with_name("distill_6x64_from_6x128.yaml")),
+], ids=["demo", "bench"])
+def test_the_teacher_fits_its_distillation(teacher, distill):
+    conf = yaml.safe_load(teacher.read_text())
+    distill = yaml.safe_load(distill.read_text())
+    assert conf["encoder_conf"]["output_size"] == distill["teacher_hidden_size"]
+    assert conf["encoder_conf"]["num_blocks"] == distill["teacher_num_layers"]
+    assert conf["frontend_conf"]["shapes"] == distill["frontend_conf"]["shapes"]
+    assert conf["encoder_conf"]["input_layer"] == "wav2vec"
+
+
+def test_cluster_count_must_match_the_loss(tmp_path):
+    with pytest.raises(PretrainError, match="--num_clusters 5 differs.*num_classes 8"):
+        pretrain_teacher(tmp_path, tmp_path, SMOKE, tmp_path / "out", num_clusters=5)
+
+
+def test_a_used_out_dir_needs_resume_and_the_same_settings(tmp_path):
+    data = write_data_dir(tmp_path / "data", "train", 4)
+    other = tmp_path / "conf.yaml"
+    other.write_text(SMOKE.read_text() + "\n# changed\n")
+    out = tmp_path / "out"
+    (out / "labels").mkdir(parents=True)  # no pretrain.json: not ours
+    with pytest.raises(PretrainError, match="not empty"):
+        pretrain_teacher(data, data, SMOKE, out)
+    (out / "labels").rmdir()
+    with pytest.raises(Exception):  # noqa: B017 - stops in a later sub-step; the record is written first
+        pretrain_teacher(data, data, SMOKE, out, extra_dirs=[tmp_path / "missing"])
+    with pytest.raises(PretrainError, match="pass --resume"):
+        pretrain_teacher(data, data, SMOKE, out)
+    with pytest.raises(PretrainError, match="config_sha256 differ"):
+        pretrain_teacher(data, data, other, out, resume=True)
+
+
+def test_labels_are_made_once_and_skipped_after(tmp_path, caplog):
+    train = write_data_dir(tmp_path / "data", "train", 6)
+    dev = write_data_dir(tmp_path / "data", "dev", 3, seed=1)
+    labels = tmp_path / "labels"
+    make_labels(train, dev, labels, 8, extra_dirs=[dev])
+    assert sorted(p.name for p in labels.iterdir()) == [
+        "dev", "kmeans.npz", "tokens.txt", "train", "valid"]
+    assert read_labels(labels / "dev" / "text") == read_labels(labels / "valid" / "text")
+    stamp = (labels / "train" / "text").stat().st_mtime_ns
+    with caplog.at_level("INFO"):
+        make_labels(train, dev, labels, 8, extra_dirs=[dev])
+    assert "all sets finished" in caplog.text
+    assert (labels / "train" / "text").stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("config", [SMOKE, DEMO, BENCH], ids=lambda p: p.name)
+def test_teacher_configs_build_as_teachers(config, tmp_path):
+    from espnet2.tasks.ssl import SSLTask
+
+    from espnet2_stacking.pipelines.teacher_labels import write_token_list
+    from espnet2_stacking.upstreams.espnet_ssl import ESPnetSSLUpstream
+
+    conf = yaml.safe_load(config.read_text())
+    write_token_list(tmp_path / "tokens.txt", hubert_num_classes(config))
+    args = SSLTask.get_parser().parse_args(
+        ["--config", str(config), "--token_list", str(tmp_path / "tokens.txt"),
+         "--output_dir", str(tmp_path)])
+    teacher = ESPnetSSLUpstream(SSLTask.build_model(args), source=str(config))  # checks 320x
+    assert teacher.num_layers == conf["encoder_conf"]["num_blocks"]
+    assert teacher.hidden_size == conf["encoder_conf"]["output_size"]
+    assert args.normalize is None and args.token_type == "word"
+    assert args.best_model_criterion == [["valid", "loss", "min"]]
+
+
+def test_tensorboard_is_off_unless_the_config_asks(tmp_path):
+    """ESPnet's SSL task defaults to tensorboard, which is not installed with this project."""
+    from espnet2_stacking.pipelines.teacher_pretrain import _logging_defaults
+
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("\n".join(line for line in SMOKE.read_text().splitlines()
+                               if not line.startswith("use_tensorboard")))
+    assert _logging_defaults(plain) == ["--use_tensorboard", "false"]
+    asks = tmp_path / "asks.yaml"
+    asks.write_text(plain.read_text() + "\nuse_tensorboard: true\n")
+    assert _logging_defaults(asks) == []
+
+
+def test_espnet_failing_is_an_error_with_its_log_and_leaves_logging_as_it_was(tmp_path):
+    import logging
+
+    from espnet2_stacking.pipelines.teacher_pretrain import _ssl_train
+
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    log = tmp_path / "train.log"
+    with pytest.raises(PretrainError, match=r"ssl_train exited with 2; the end of .*train.log"):
+        _ssl_train(["--no_such_option", "1"], log, 1)
+    assert "# espnet2.bin.ssl_train --no_such_option 1" in log.read_text()
+    assert (root.handlers[:], root.level) == before
