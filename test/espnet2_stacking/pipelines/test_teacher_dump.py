@@ -41,6 +41,7 @@ def test_dump_matches_the_teacher_run_alone(tmp_path):
     assert meta["hidden_size"] == 32 and meta["layers"] == [2, 4]
 
 
+@pytest.mark.slow  # spawns processes
 def test_spawned_jobs_write_what_one_job_in_process_writes(tmp_path, monkeypatch):
     """nj=2 with several batches spawns two jobs; one job runs in this process."""
     data = write_data_dir(tmp_path / "data", "train", 6)

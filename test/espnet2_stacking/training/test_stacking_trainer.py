@@ -1,6 +1,7 @@
 import json
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -24,6 +25,7 @@ def _rank(rank, port, results):
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow  # spawns processes
 def test_ranks_check_detects_a_one_weight_difference():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
