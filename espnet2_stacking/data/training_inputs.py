@@ -7,6 +7,7 @@ file metadata and .npy headers (no audio, no arrays), so it is cheap next to one
 every error names the list, the utterance and what is wrong.
 """
 
+import json
 import logging
 import time
 from pathlib import Path
@@ -15,6 +16,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet2_stacking.core.frames import num_frames
+from espnet2_stacking.data.atomic import atomic_write_text
+from espnet2_stacking.data.cropped_npy import CROPPED_NPY
 from espnet2_stacking.data.kaldi_dir import read_scp
 
 # A named logger: a root-level logging.info() before ESPnet's basicConfig would configure the
@@ -96,7 +99,7 @@ def check_training_inputs(entries: Sequence[Tuple[str, str, str]], shape_file: O
                 if not value.endswith("|") and not Path(value).exists():
                     raise FileNotFoundError(f"{path}: utterance '{uttid}' points to {value}, "
                                             "which does not exist")
-        elif kind == "npy":
+        elif kind in ("npy", CROPPED_NPY):
             width = (widths or {}).get(name, hidden_size)
             for uttid, value in table.items():
                 check_npy(Path(value), uttid, width, None if samples is None else samples[uttid])
@@ -104,3 +107,53 @@ def check_training_inputs(entries: Sequence[Tuple[str, str, str]], shape_file: O
                  f"({', '.join(name for _, name, _, _ in tables)}) in "
                  f"{time.perf_counter() - start:.1f} s")
     return len(ref)
+
+
+CHECK_RECORD = "inputs_checked.json"
+
+
+def inputs_fingerprint(entries: Sequence[Tuple[str, str, str]], shape_file: Optional[str],
+                       hidden_size: int, widths: Optional[Dict[str, int]] = None) -> dict:
+    """What a check of these inputs depends on: each list file's path, size and mtime (the dump
+    and data prep write their lists last, by rename, so a changed dump changes them), the shape
+    file's, and the widths checked against."""
+    def stat(path) -> list:
+        st = Path(path).stat()
+        return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
+
+    return {
+        "lists": [[name, kind, *stat(path)] for path, name, kind in entries],
+        "shape_file": None if shape_file is None else stat(shape_file),
+        "hidden_size": hidden_size,
+        "widths": dict(sorted((widths or {}).items())),
+    }
+
+
+def check_training_inputs_once(entries: Sequence[Tuple[str, str, str]], shape_file: Optional[str],
+                               hidden_size: int, widths: Optional[Dict[str, int]] = None,
+                               record_dir: Optional[Path] = None) -> Optional[int]:
+    """:func:`check_training_inputs`, skipped when ``record_dir/inputs_checked.json`` records a
+    passed check of exactly these inputs (at 960 h the check opens about a million file headers,
+    on every rank, at every start). A passed check is recorded there (write, then rename);
+    without ``record_dir`` it always runs. Returns the utterances checked, None when skipped.
+    """
+    if record_dir is None:
+        return check_training_inputs(entries, shape_file, hidden_size, widths)
+    record = Path(record_dir) / CHECK_RECORD
+    fingerprint = inputs_fingerprint(entries, shape_file, hidden_size, widths)
+    key = json.dumps(fingerprint, sort_keys=True)
+    try:
+        done = json.loads(record.read_text())
+    except (FileNotFoundError, ValueError):
+        done = {}
+    if key in done.get("checked", []):
+        logger.info(f"inputs already checked ({record}): {len(entries)} lists unchanged")
+        return None
+    count = check_training_inputs(entries, shape_file, hidden_size, widths)
+    # keep the last few passed checks (train and valid splits, a changed config) in one file
+    checked = [k for k in done.get("checked", []) if k != key][-7:] + [key]
+    try:
+        atomic_write_text(record, json.dumps({"checked": checked}, indent=1) + "\n")
+    except OSError as e:  # a read-only shared dump: check again next time
+        logger.warning(f"cannot record the passed input check in {record}: {e}")
+    return count

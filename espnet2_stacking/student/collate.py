@@ -14,6 +14,7 @@ import torch
 from typeguard import typechecked
 
 from espnet2_stacking.core.frames import HOP, WINDOW, num_frames, num_samples_for
+from espnet2_stacking.data.cropped_npy import frames_of
 
 
 class DistillCollateFn:
@@ -32,8 +33,10 @@ class DistillCollateFn:
             a larger disagreement between an utterance's audio and its targets is an error.
 
     Returns from __call__: (utt_ids, batch) with batch keys ``speech`` (B, N) float32,
-    ``speech_lengths`` (B,), and per target name ``<name>`` (B, F, D) float32 and
-    ``<name>_lengths`` (B,) holding the frames, equal for every target of an utterance.
+    ``speech_lengths`` (B,), and per target name ``<name>`` (B, F, D) in the dtype it was
+    stored in (float16 from the dump, read by crop: data type ``cropped_npy``; the model and
+    the loss compute in float32 on the device) and ``<name>_lengths`` (B,) holding the frames,
+    equal for every target of an utterance.
     """
 
     @typechecked
@@ -73,7 +76,7 @@ class DistillCollateFn:
         for name in self.target_names:
             if name not in item:
                 raise KeyError(f"utterance '{uttid}': no '{name}' in the batch (dump missing?)")
-            target = item[name]
+            target = frames_of(item[name])
             if target.ndim != 2:
                 raise ValueError(
                     f"utterance '{uttid}': '{name}' must be (frames, dim), got {target.shape}"
@@ -122,8 +125,9 @@ class DistillCollateFn:
         batch["speech"] = torch.nn.utils.rnn.pad_sequence(speech, batch_first=True)
         batch["speech_lengths"] = torch.tensor(sample_lens, dtype=torch.long)
         for name in self.target_names:
+            # only the crop's rows are read (cropped_npy), and kept in their stored dtype
             pieces = [
-                torch.from_numpy(np.asarray(item[name][s : s + k], dtype=np.float32))
+                torch.from_numpy(np.ascontiguousarray(frames_of(item[name])[s : s + k]))
                 for item, k, s in zip(items, keep, starts)
             ]
             batch[name] = torch.nn.utils.rnn.pad_sequence(pieces, batch_first=True)

@@ -9,7 +9,9 @@ A frontend that is the teacher's CNN, frozen, need not run at all: its output, d
 the targets (data name ``cnn_feats``), is read from the batch instead, or, with the teacher
 online, taken from the teacher's own pass (``set_teacher(teacher, cnn_from_teacher=True)``).
 Training progress (the update count and the training wall time) lives in float64 buffers so
-that a checkpoint carries it and a resume grows at exactly the same update.
+that a checkpoint carries it and a resume grows at exactly the same update; they stay float64
+when the model is cast (ESPnet's ``--train_dtype``: float16 counts exactly only to 2048,
+bfloat16 to 256).
 """
 
 import time
@@ -27,6 +29,8 @@ from espnet2_stacking.student.loss import DistillationLoss
 from espnet2_stacking.student.stacking_encoder import StackingTransformerEncoder
 
 CNN_FEATS = "cnn_feats"  # the data name of the teacher's dumped CNN output
+# the progress buffers: float64 whatever dtype the rest of the model is cast to
+PROGRESS_BUFFERS = ("num_updates", "train_seconds", "skipped_updates")
 
 
 def target_name(teacher_state: int) -> str:
@@ -77,6 +81,22 @@ class DistillModel(AbsESPnetModel):
         self._teacher = None
         self._cnn_from_teacher = False
         self._last_update_time: Optional[float] = None
+
+    def _apply(self, fn, recurse: bool = True):
+        """Move/cast as nn.Module does, but keep the progress buffers float64.
+
+        A cast (``.to(torch.float16)``, ``.half()``, ``--train_dtype``) would otherwise round the
+        update count (float16 stalls at 2048, bfloat16 at 256) and the student would never
+        grow. The float64 values are taken before the cast and put back, on the device ``fn``
+        moved the buffer to, so nothing is lost.
+        """
+        before = {name: self._buffers[name] for name in PROGRESS_BUFFERS}
+        out = super()._apply(fn, recurse)
+        for name, old in before.items():
+            new = self._buffers[name]
+            if new is not None and new.dtype != torch.float64:
+                self._buffers[name] = old.detach().to(device=new.device, dtype=torch.float64)
+        return out
 
     # ---- the teacher (online mode): held outside the module tree --------------------------
     def set_teacher(self, teacher, cnn_from_teacher: bool = False) -> None:
@@ -151,7 +171,9 @@ class DistillModel(AbsESPnetModel):
             feats, feats_lengths = self.frontend(speech, speech_lengths)
         else:
             self._check_cnn_feats(cnn_feats)
-            feats, feats_lengths = cnn_feats, cnn_feats_lengths
+            # dumped as float16 and kept so to the device: compute in the student's dtype
+            dtype = next(self.encoder.parameters()).dtype
+            feats, feats_lengths = cnn_feats.to(dtype), cnn_feats_lengths
         if self.preencoder is not None:
             feats, feats_lengths = self.preencoder(feats, feats_lengths)
         return self.encoder.forward_hidden_states(feats, feats_lengths)

@@ -4,7 +4,9 @@ Each supervised pair (student state s, teacher state t) gives one term; the pair
 state is the deepest is the *output* term, the others are *intermediate* terms:
     loss = output + intermediate_weight * reduce(intermediate terms)
 with reduce = sum or mean. Per-term distances: mse, l1, or l1 plus a cosine term (raw -cos, or
-DistilHuBERT's -log sigmoid(cos)). Padded frames never count.
+DistilHuBERT's -log sigmoid(cos)). Padded frames never count. The distances are computed in
+float32 at least (predictions in bf16/fp16 under autocast, dumped targets in fp16 are cast up,
+never down), so the loss is float32 (float64 for float64 inputs).
 """
 
 from typing import Dict, Literal, Sequence, Tuple
@@ -61,8 +63,11 @@ class DistillationLoss(torch.nn.Module):
             pred, target: (batch, frames, dim).
             mask: (batch, frames) bool, True on valid frames.
         """
+        # float32 at least: cast up (never the targets down to a bf16/fp16 prediction)
+        dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+        pred, target = pred.to(dtype), target.to(dtype)
+        mask = mask.to(dtype)
         valid = mask.sum().clamp(min=1)
-        target = target.to(pred.dtype)
         if self.loss_type == "mse":
             per_frame = (pred - target).pow(2).mean(-1)
         else:

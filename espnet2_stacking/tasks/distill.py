@@ -36,7 +36,8 @@ from espnet2.utils.nested_dict_action import NestedDictAction
 from espnet2.utils.types import int_or_none, str2bool, str_or_none
 from typeguard import typechecked
 
-from espnet2_stacking.data.training_inputs import check_training_inputs
+from espnet2_stacking.data.cropped_npy import CROPPED_NPY
+from espnet2_stacking.data.training_inputs import check_training_inputs_once
 from espnet2_stacking.stacking import StackingConfigError, plan_stacking
 from espnet2_stacking.student.collate import DistillCollateFn
 from espnet2_stacking.student.espnet_model import CNN_FEATS, DistillModel, target_name
@@ -53,6 +54,7 @@ from espnet2_stacking.tasks.distill_config import (
 from espnet2_stacking.training.stacking_trainer import StackingTrainer
 
 MAX_TEACHER_STATES = 64  # optional data names target_0 .. target_63
+MAX_PASSES_PER_EPOCH = 2  # more is a config sized for another training set
 frontend_choices = ClassChoices(
     name="frontend",
     classes=dict(wav2vec_cnn=CNNFrontend),
@@ -236,9 +238,29 @@ class DistillTask(AbsTask):
                     raise StackingConfigError(
                         f"--{split}_dump_dir {dump_dir}: {Path(scp).name} missing (the dump "
                         f"holds layers {meta['layers']}; rerun stage 2 with the config's targets)")
-                entries.append((scp, name, "npy"))
+                entries.append((scp, name, CROPPED_NPY))  # read by crop, float16 to the device
             setattr(args, option, entries)
         cls.check_student_cnn(args)
+        cls.check_epoch_size(args)
+
+    @classmethod
+    def check_epoch_size(cls, args: argparse.Namespace) -> None:
+        """Refuse an epoch that goes over the training set more than MAX_PASSES_PER_EPOCH times
+        (a config sized for 960 h run on 100 h): the schedule, the stage lengths and the
+        epochs all say one thing and the run does another."""
+        shapes = getattr(args, "train_shape_file", None) or []
+        if (args.num_iters_per_epoch is None or not shapes or args.collect_stats
+                or args.batch_type not in ("unsorted", "sorted", "folded")):
+            return  # batch_bins-sized batches have no fixed number of utterances
+        with open(shapes[0], encoding="utf-8") as f:
+            utterances = sum(1 for line in f if line.strip())
+        passes = args.num_iters_per_epoch * args.batch_size / max(utterances, 1)
+        if passes > MAX_PASSES_PER_EPOCH:
+            one_pass = -(-utterances // args.batch_size)
+            raise StackingConfigError(
+                f"num_iters_per_epoch={args.num_iters_per_epoch} x batch_size={args.batch_size} "
+                f"goes over the {utterances} utterances of {shapes[0]} {passes:.1f} times an epoch; "
+                f"one pass is {one_pass} (set num_iters_per_epoch, or --total_updates for a budget)")
 
     @classmethod
     def main_worker(cls, args: argparse.Namespace):
@@ -329,8 +351,10 @@ class DistillTask(AbsTask):
         for split in ("train", "valid"):
             entries = getattr(args, f"{split}_data_path_and_name_and_type") or []
             shapes = getattr(args, f"{split}_shape_file") or []
-            check_training_inputs(entries, shapes[0] if shapes else None,
-                                  args.teacher_hidden_size, widths)
+            # a dump dir records a passed check, so a restart (or another rank) skips it
+            check_training_inputs_once(entries, shapes[0] if shapes else None,
+                                       args.teacher_hidden_size, widths,
+                                       record_dir=getattr(args, f"{split}_dump_dir"))
 
     @classmethod
     @typechecked

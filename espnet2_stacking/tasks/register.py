@@ -15,14 +15,21 @@ _done = set()
 
 
 def register_scheduler() -> None:
-    """``warmuplineardecaylr`` in every task's ``--scheduler`` choices (idempotent)."""
+    """``warmuplineardecaylr`` in every task's ``--scheduler`` choices and the ``cropped_npy``
+    data type (dumped targets read by crop) in ESPnet's data loaders (idempotent)."""
     if "scheduler" in _done:
         return
     from espnet2.tasks import abs_task
+    from espnet2.train import dataset
 
+    from espnet2_stacking.data.cropped_npy import CROPPED_NPY, NpyFramesReader
     from espnet2_stacking.training.warmup_linear_decay_lr import WarmupLinearDecayLR
 
     abs_task.scheduler_classes.setdefault("warmuplineardecaylr", WarmupLinearDecayLR)
+    dataset.DATA_TYPES.setdefault(CROPPED_NPY, dict(
+        func=NpyFramesReader, kwargs=[],
+        help="Dumped (frames, dim) .npy files read by crop, memory-mapped, in their stored dtype"
+             "\n\n   utterance_id_a /some/where/a.npy\n   ..."))
     _done.add("scheduler")
 
 

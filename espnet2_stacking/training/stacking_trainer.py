@@ -8,8 +8,9 @@ resuming from ESPnet's epoch checkpoint replays the epoch and grows at the same 
 stacking.jsonl (output dir, rank 0) has one line per growth:
     {"update", "epoch", "from", "to", "src", "stage_seconds"}
 and, once training ends, a last line {"summary": {...}} with total seconds, seconds per
-stage and depth per stage. On resume, lines past the checkpoint's update count are dropped, so
-every growth appears exactly once.
+stage and depth per stage. On resume, lines for growths past the checkpoint's depth are
+dropped, so every growth appears exactly once; a checkpoint whose depth and lineage the plan
+cannot have produced (a resume with another stacking_conf) is refused before the first update.
 """
 
 import argparse
@@ -78,6 +79,43 @@ def read_stacking_log(path: Path) -> List[dict]:
         return []
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def check_plan_lineage(core: DistillModel) -> None:
+    """Refuse a student whose growth state the stacking plan cannot have produced.
+
+    Run before each epoch's first update, after ESPnet has loaded the checkpoint: the depth must
+    be one of the plan's depths, no deeper than the plan prescribes at the update count (a
+    shallower one is a growth pending, due before the next batch), and the encoder's lineage
+    the plan's at that depth. A mismatch means the run was resumed with another stacking_conf,
+    which would pair the states with the wrong layers without a word.
+    """
+    plan = core.plan
+    depth, lineage = core.depth, core.encoder.lineage
+    updates = int(core.num_updates.item())
+    depths = list(plan.depths)
+    if depth not in depths:
+        expected, found = None, f"has no depth {depth} (depths {depths})"
+    else:
+        stage = depths.index(depth)
+        expected = list(range(depths[0])) if stage == 0 else list(plan.growths[stage - 1].lineage)
+        found = f"gives lineage {expected} at depth {depth} (method {plan.method}, depths {depths})"
+    due = core.due_depth()
+    if expected == lineage and depth <= due:
+        return
+    changed, length = "method, anchor, depths", ""
+    if expected == lineage:  # the right lineage, too deep: the boundaries moved
+        found = (f"reaches only depth {due} after {updates} updates (depths {depths}, "
+                 f"boundaries {list(plan.boundaries)})")
+        changed += ", schedule"
+        length = (" or with another run length (max_epoch, num_iters_per_epoch, accum_grad, "
+                  "total_updates)")
+    raise RuntimeError(
+        f"stacking: the checkpoint's student has depth {depth} and lineage {lineage} after "
+        f"{updates} updates, but the stacking plan {found}: the run was resumed with a "
+        f"different stacking_conf ({changed}) than it was started with{length}; resume with "
+        "the original settings, or start a new output_dir"
+    )
 
 
 @dataclasses.dataclass
@@ -151,8 +189,10 @@ class StackingTrainer(Trainer):
         core = _unwrap(model)
         log_path = Path(options.output_dir) / LOG_NAME
         rank0 = _is_rank0(distributed_option)
+        # after ESPnet's resume, before the first update; every epoch, as it costs nothing
+        check_plan_lineage(core)
         if rank0:
-            cls._drop_unreached_growths(log_path, int(core.num_updates.item()))
+            cls._keep_checkpoint_growths(log_path, core)
         grown = cls._growing(core, iterator, optimizers, reporter.get_epoch(), log_path, rank0,
                              options.optimizer_state_rule, options.accum_grad,
                              options.max_skipped_updates)
@@ -228,10 +268,16 @@ class StackingTrainer(Trainer):
         watch.check()
 
     @staticmethod
-    def _drop_unreached_growths(log_path: Path, num_updates: int) -> None:
-        """Keep what the checkpoint holds: growths up to its update count, no summary."""
+    def _keep_checkpoint_growths(log_path: Path, core: DistillModel) -> None:
+        """Keep what the checkpoint holds: the growths up to its depth, no summary.
+
+        By depth, not by update count: a growth due at the last update U of an epoch happens
+        (and is logged with update U) before the next epoch's first batch, while that epoch's
+        checkpoint holds U updates and the depth before it; resumed from it, the growth happens
+        again and must not be logged twice.
+        """
         records = read_stacking_log(log_path)
-        kept = [r for r in records if "summary" not in r and r["update"] <= num_updates]
+        kept = [r for r in records if "summary" not in r and r["to"] <= core.depth]
         if kept != records:
             _write_lines(log_path, kept)
 

@@ -136,7 +136,7 @@ def test_step_profile_builds_the_tasks_model_from_the_bench_options(tiny_corpus,
     # the dump dir expanded into the config's layer lists (resolve_args, as ESPnet's main)
     dump = tiny_corpus / "dump" / "train"
     assert task_args.train_data_path_and_name_and_type[1:] == [
-        (f"{dump}/layer_2.scp", "target_2", "npy"), (f"{dump}/layer_4.scp", "target_4", "npy")]
+        (f"{dump}/layer_2.scp", "target_2", "cropped_npy"), (f"{dump}/layer_4.scp", "target_4", "cropped_npy")]
     assert model.teacher is None and all(p.requires_grad for p in model.frontend.parameters())
     task_args, model, _, _, _ = step_profile.build(args, "online")
     assert len(task_args.train_data_path_and_name_and_type) == 1 and model.teacher is not None
@@ -156,7 +156,7 @@ def test_step_profile_frozen_teacher_cnn_is_never_run_for_the_student(tiny_corpu
                         CNN_TEACHER, frozen=True)
     task_args, model, _, _, _ = step_profile.build(args, "dump")
     assert task_args.train_data_path_and_name_and_type[-1] == (
-        f"{cnn_dump}/train/cnn.scp", "cnn_feats", "npy")
+        f"{cnn_dump}/train/cnn.scp", "cnn_feats", "cropped_npy")
     assert not any(p.requires_grad for p in model.frontend.parameters())
     for mode in ("dump", "online"):  # read from the dump / taken from the teacher's pass
         rows = step_profile.profile_mode(args, mode)

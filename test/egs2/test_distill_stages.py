@@ -39,9 +39,9 @@ def test_dump_and_distill_with_the_teacher_cnn_output(tmp_path):
         # the task expanded the dump dir into the targets of stacking_conf and the CNN output
         assert config[f"{tag}_data_path_and_name_and_type"] == [
             [f"data/{split}/wav.scp", "speech", "sound"],
-            [f"dump/{split}/layer_2.scp", "target_2", "npy"],
-            [f"dump/{split}/layer_4.scp", "target_4", "npy"],
-            [f"dump/{split}/cnn.scp", "cnn_feats", "npy"]]
+            [f"dump/{split}/layer_2.scp", "target_2", "cropped_npy"],
+            [f"dump/{split}/layer_4.scp", "target_4", "cropped_npy"],
+            [f"dump/{split}/cnn.scp", "cnn_feats", "cropped_npy"]]
     # trained on it, the student's CNN is still the teacher's, bit for bit
     from espnet2_stacking.upstreams import load_upstream
 

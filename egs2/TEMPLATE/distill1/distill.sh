@@ -40,6 +40,8 @@ dump_args=""            # extra options for dump_teacher_feats (e.g. "--normaliz
 distill_config=""       # YAML for stage 3; stage 2 dumps its stacking_conf.targets (and, with
                         # student_cnn: teacher_frozen, the teacher's CNN output)
 distill_args=""         # extra options for distill_train
+epoch_from_data=false   # true: an epoch is one pass over ${train_set} (num_iters_per_epoch =
+                        #   ceil(utterances / the config's batch_size)); distill_args still win
 asr_config=""           # YAML for stage 5
 asr_args=""             # extra options for asr_train
 asr_nj=1                # ASR trainings run at once, one per upstream (CPU: threads are split
@@ -195,6 +197,14 @@ stage_distill() {
         *) log "--teacher_mode must be dump or online, got '${teacher_mode}'"; exit 2 ;;
     esac
     [ "${ngpu}" -gt 1 ] && opts+=(--multiprocessing_distributed true)
+    if ${epoch_from_data}; then
+        local utts batch_size
+        utts=$(wc -l < "${datadir}/${train_set}/wav.scp")
+        batch_size=$(config_value "${distill_config}" batch_size 0)
+        [ "${batch_size}" -gt 0 ] 2>/dev/null || { log "--epoch_from_data true needs batch_size in ${distill_config}"; exit 2; }
+        opts+=(--num_iters_per_epoch $(( (utts + batch_size - 1) / batch_size )))
+        log "an epoch is one pass over ${utts} utterances: num_iters_per_epoch $(( (utts + batch_size - 1) / batch_size ))"
+    fi
     # shellcheck disable=SC2086
     ${python} -m espnet2_stacking.bin.distill_train --config "${distill_config}" \
         --output_dir "${expdir}/distill_$(distill_tag)" --ngpu "${ngpu}" --resume true \

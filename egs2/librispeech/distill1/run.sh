@@ -2,7 +2,9 @@
 # LibriSpeech recipe: distil a real teacher (e.g. HuBERT Base) into the paper's 12-layer,
 # width-384 student with interleaved stacking, then SUPERB-style ASR on train-clean-100.
 #   ./run.sh --librispeech_dir /data/LibriSpeech --teacher /models/hubert_base_ls960.pt --ngpu 4
-# Any distill.sh option (./distill.sh --help) can be given as well.
+# Any distill.sh option (./distill.sh --help) can be given as well. An epoch is one pass over the
+# training set whatever --train_subsets holds (--epoch_from_data true): the configs' max_epoch
+# then means passes, as in the paper (75 epochs of 960 h).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -31,4 +33,5 @@ for s in ${test_subsets//,/ }; do test_sets+="$(to_dirname "${s}") "; done
     --local_data_opts "--librispeech_dir ${librispeech_dir} --train_subsets ${train_subsets} --train_set ${train_set} --valid_subset ${valid_subset} --test_subsets ${test_subsets} --on_bad_utt ${on_bad_utt}" \
     --distill_config conf/distill_interleaved_eql.yaml \
     --asr_config conf/asr_superb.yaml \
+    --epoch_from_data true \
     "${passthrough_args[@]}"

@@ -120,3 +120,31 @@ def test_distill_train_stops_before_training_on_a_bad_list(tiny_corpus, tmp_path
     assert res.returncode == 1
     assert f"utterance '{uttid}'" in res.stderr and "expected (frames, 32)" in res.stderr
     assert "epoch started" not in res.stderr
+
+
+def test_a_passed_check_is_recorded_beside_the_dump_and_trusted_while_the_inputs_are_unchanged(copy, monkeypatch):
+    """At 960 h the check opens a million headers on every rank at every start: once it passed,
+    the dump dir records it, and a start with the same lists skips it; a rewritten list or
+    another width checks again."""
+    from espnet2_stacking.data import training_inputs
+
+    calls = []
+    real = training_inputs.check_training_inputs
+    monkeypatch.setattr(training_inputs, "check_training_inputs",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    once = training_inputs.check_training_inputs_once
+    dump = copy / "dump"
+    assert once(entries(copy), shape_file(copy), 32, record_dir=dump) == 6 and len(calls) == 1
+    assert (dump / training_inputs.CHECK_RECORD).is_file()
+    assert once(entries(copy), shape_file(copy), 32, record_dir=dump) is None and len(calls) == 1
+    assert once(entries(copy), shape_file(copy), 32) == 6 and len(calls) == 2  # no record dir
+    with pytest.raises(ValueError, match="expected"):  # another width is another check
+        once(entries(copy), shape_file(copy), 48, record_dir=dump)
+    # the dump rewritten (a truncated file, its list written again): checked, and caught
+    scp = dump / "layer_4.scp"
+    first = scp.read_text().split()[1]
+    np.save(first, np.zeros((1, 32), np.float16))
+    scp.write_text(scp.read_text() + "\n")
+    with pytest.raises(ValueError, match="frames"):
+        once(entries(copy), shape_file(copy), 32, record_dir=dump)
+    assert len(calls) == 4

@@ -455,3 +455,18 @@ def test_dumped_cnn_features_are_refused_where_they_cannot_be_the_student_cnn(ti
         "shapes": [[24, 10, 5]] + [[24, 3, 2]] * 4 + [[24, 2, 2]] * 2})
     with pytest.raises(ValueError, match=r"cnn/.*expected \(frames, 24\)"):
         DistillTask.check_inputs(args_of("--student_cnn", "teacher_frozen", config=wider))
+
+
+def test_an_epoch_out_of_proportion_to_the_training_set_is_refused(tiny_corpus, tmp_path):
+    """A config sized for 960 h on a 100 h set would go over the data ten times an epoch: refused
+    with the size of one pass (12 utterances, batches of 4: one pass is 3 batches)."""
+    def resolved(iters):
+        conf = write_config(tmp_path / f"c{iters}.yaml", num_iters_per_epoch=iters)
+        args = DistillTask.get_parser().parse_args(train_args(tiny_corpus, conf, tmp_path / "x"))
+        DistillTask.resolve_args(args)
+        return args
+
+    assert resolved(6).num_iters_per_epoch == 6  # two passes: allowed
+    with pytest.raises(StackingConfigError, match=r"num_iters_per_epoch=10 x batch_size=4 goes over the 12 "
+                                                  r"utterances of .*utt2num_samples 3.3 times an epoch; one pass is 3"):
+        resolved(10)
