@@ -167,6 +167,14 @@ def check_dumps(dump_dirs: list, teacher, frozen_cnn: bool) -> None:
                   file=sys.stderr, flush=True)
 
 
+def audio_hours_per_update(conf: dict, data_dir: Path) -> float:
+    """Hours of audio one update sees: batch_size utterances of data_dir (their mean length),
+    each cut to at most crop_max_samples."""
+    lengths = [int(line.split()[1]) for line in (data_dir / "utt2num_samples").read_text().splitlines()]
+    crop = conf.get("crop_max_samples") or max(lengths)
+    return conf["batch_size"] * sum(min(n, crop) for n in lengths) / len(lengths) / SAMPLE_RATE / 3600
+
+
 def run_plan(conf: dict, updates: int):
     """The stacking plan of a run_config's config over `updates` updates."""
     from espnet2_stacking.stacking import plan_stacking
@@ -231,6 +239,12 @@ def epoch_depths(plan, epochs: int) -> list:
     return [sum(per_update[e * size:(e + 1) * size]) / size for e in range(epochs)]
 
 
+def layer_ratio(plan) -> float:
+    """r: the plan's layer-updates over those of the same updates at full depth."""
+    updates = sum(plan.stage_lengths)
+    return sum(n * d for n, d in zip(plan.stage_lengths, plan.depths)) / (updates * plan.depths[-1])
+
+
 def layer_share(runs: list, reference: list, full_depth: int) -> float:
     """f: share of a full-depth update's time spent in the growing layers.
 
@@ -261,11 +275,7 @@ def main():
         check_dumps([args.dump_dir / "train", args.dump_dir / "dev"], args.teacher,
                     args.frozen_teacher_cnn)
     base = read_distill_config(args.base_config)
-    lengths = [int(line.split()[1]) for line in
-               (args.data_dir / "train" / "utt2num_samples").read_text().splitlines()]
-    crop = base.get("crop_max_samples") or max(lengths)
-    # audio one update sees: batch_size utterances, each cut to at most crop_max_samples
-    update_hours = base["batch_size"] * sum(min(n, crop) for n in lengths) / len(lengths) / SAMPLE_RATE / 3600
+    update_hours = audio_hours_per_update(base, args.data_dir / "train")
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "updates": args.updates,
                "base_config": str(args.base_config), "frozen_teacher_cnn": args.frozen_teacher_cnn,
                "runs": {}}
@@ -284,8 +294,7 @@ def main():
             plan = run_plan(conf, args.updates)
             r["stage_updates"] = list(plan.stage_lengths)
             r["epoch_depths"] = epoch_depths(plan, args.curve_points)
-            full = conf["stacking_conf"]["depths"][-1]
-            r["layer_ratio"] = sum(n * d for n, d in zip(plan.stage_lengths, plan.depths)) / (args.updates * full)
+            r["layer_ratio"] = layer_ratio(plan)
             results["runs"][f"{mode}/{key}"] = r
     for mode in modes:
         runs = {k.split("/")[1]: v for k, v in results["runs"].items() if k.startswith(mode + "/")}

@@ -71,6 +71,21 @@ def tiny_corpus(tmp_path_factory):
     return root
 
 
+CNN_TEACHER = "random:hubert?layers=4&dim=32&conv=16&seed=3"  # its CNN fits the tiny student's
+
+
+@pytest.fixture(scope="session")
+def cnn_dump(tiny_corpus, tmp_path_factory):
+    """CNN_TEACHER's states 2 and 4 and its CNN output for tiny_corpus's train and dev."""
+    from espnet2_stacking.pipelines.teacher_dump import dump_teacher_states
+
+    root = tmp_path_factory.mktemp("cnn_dump")
+    for split in ("train", "dev"):
+        dump_teacher_states(tiny_corpus / "data" / split, root / split, CNN_TEACHER, [2, 4],
+                            cnn_features=True)
+    return root
+
+
 def write_config(path: Path, **over) -> Path:
     path.write_text(yaml.safe_dump(distill_config(**over)))
     return path

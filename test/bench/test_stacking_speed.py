@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEACHER, distill_config, write_config
+from conftest import CNN_TEACHER, TEACHER, distill_config, write_config
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
 import stacking_speed  # noqa: E402
@@ -17,8 +17,6 @@ import step_profile  # noqa: E402
 
 from espnet2_stacking.stacking import StackingConfigError, plan_stacking  # noqa: E402
 from espnet2_stacking.tasks.distill_config import STACKING_DEFAULTS  # noqa: E402
-
-CNN_TEACHER = "random:hubert?layers=4&dim=32&conv=16&seed=3"  # its CNN fits the tiny student's
 
 
 def test_epoch_depths_weigh_a_growth_inside_an_epoch():
@@ -95,17 +93,6 @@ def test_distill_args_pass_dump_dirs_or_the_online_teacher_and_student_cnn():
     with pytest.raises(SystemExit, match="dump or online"):
         stacking_speed.distill_args(splits, "dumped", "t.pth", False)
 
-
-@pytest.fixture(scope="module")
-def cnn_dump(tiny_corpus, tmp_path_factory):
-    """CNN_TEACHER's states 2 and 4 and its CNN output for tiny_corpus's train and dev."""
-    from espnet2_stacking.pipelines.teacher_dump import dump_teacher_states
-
-    root = tmp_path_factory.mktemp("bench_cnn_dump")
-    for split in ("train", "dev"):
-        dump_teacher_states(tiny_corpus / "data" / split, root / split, CNN_TEACHER, [2, 4],
-                            cnn_features=True)
-    return root
 
 
 def test_check_dumps_names_a_teacher_mismatch_and_warns_of_a_dump_without_cnn(tiny_corpus, capsys):

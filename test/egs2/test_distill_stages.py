@@ -49,11 +49,16 @@ def test_dump_and_distill_with_the_teacher_cnn_output(tmp_path):
     for k, v in load_upstream(TEACHER).cnn_state_dict().items():
         assert torch.equal(state[f"frontend.{k}"], v), k
 
-    # online: the CNN output comes from the teacher's pass, nothing from stage 2
-    res = subprocess.run(cmd[:2] + ["3"] + cmd[3:] + ["--teacher_mode", "online", "--expdir", "exp_online"],
+    # online: the CNN output comes from the teacher's pass, nothing from stage 2; an epoch is
+    # one pass over the 8 training utterances in batches of 4 (--epoch_from_data, as LibriSpeech's
+    # run.sh sets it), not the config's 3 batches; 2 epochs for the 3 stages
+    res = subprocess.run(cmd[:2] + ["3"] + cmd[3:] + ["--teacher_mode", "online", "--expdir", "exp_online",
+                                                      "--epoch_from_data", "true", "--distill_args", "--max_epoch 2"],
                          cwd=tmp_path, capture_output=True, text=True, env={**os.environ})
     assert res.returncode == 0, res.stderr[-4000:]
+    assert "an epoch is one pass over 8 utterances: num_iters_per_epoch 2" in res.stderr
     config = yaml.safe_load((tmp_path / "exp_online/distill_x/config.yaml").read_text())
+    assert config["num_iters_per_epoch"] == 2 and config["batch_size"] == 4
     assert config["teacher"] == TEACHER and config["student_cnn"] == "teacher_frozen"
     assert config["train_dump_dir"] is None and config["valid_dump_dir"] is None
     lists = config["train_data_path_and_name_and_type"] + config["valid_data_path_and_name_and_type"]

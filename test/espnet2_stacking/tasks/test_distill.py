@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from conftest import (
+    CNN_TEACHER,
     TEACHER,
     distill_config,
     run_distill_train,
@@ -335,19 +336,7 @@ def test_non_finite_updates_are_counted_and_a_run_that_keeps_skipping_stops(tiny
     assert "update skipped (non-finite gradient)" in res.stderr
 
 
-CNN_TEACHER = "random:hubert?layers=4&dim=32&conv=16&seed=3"  # its CNN fits the tiny student's
 
-
-@pytest.fixture(scope="module")
-def cnn_dump(tiny_corpus, tmp_path_factory):
-    """CNN_TEACHER's states 2 and 4 and its CNN output for tiny_corpus's train and dev."""
-    from espnet2_stacking.pipelines.teacher_dump import dump_teacher_states
-
-    root = tmp_path_factory.mktemp("cnn_dump")
-    for split in ("train", "dev"):
-        dump_teacher_states(tiny_corpus / "data" / split, root / split, CNN_TEACHER, [2, 4],
-                            cnn_features=True)
-    return root
 
 
 def cnn_train_args(tiny_corpus, cnn_dump, config, out, *extra):
