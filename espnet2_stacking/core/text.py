@@ -18,6 +18,9 @@ def int_list(value: Union[str, int, Sequence[int]]) -> List[int]:
     if not items:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{value}'")
     try:
+        # int(1.5) would quietly give 1: a float or a bool in a YAML list is a mistake
+        if any(isinstance(v, (float, bool)) for v in items):
+            raise ValueError
         return [int(v) for v in items]
     except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{value}'")

@@ -20,7 +20,7 @@ from espnet2.tasks.ssl import SSLTask
 
 from espnet2_stacking.data.atomic import atomic_output
 from espnet2_stacking.student.espnet_model import DistillModel
-from espnet2_stacking.tasks.distill_config import stacking_kwargs
+from espnet2_stacking.tasks.distill_config import RENAMED, refuse_renamed, stacking_kwargs
 
 # SSLTask needs a token list and a loss to build; the export never trains, so the HuBERT
 # loss gets a placeholder vocabulary. ESPnet's espnet_ssl frontend deletes the losses.
@@ -82,6 +82,9 @@ def load_distill_model(config_file: Path, model_file: Optional[Path]
     register_scheduler()
     with config_file.open(encoding="utf-8") as f:
         args = argparse.Namespace(**yaml.safe_load(f))
+    # a run of an earlier version: name what replaced its options rather than fail on a key
+    refuse_renamed([name for name in RENAMED if getattr(args, name, None) is not None],
+                   where=f"{config_file}: ")
     if model_file is None:
         torch.manual_seed(getattr(args, "seed", 0))
     # The exported student needs no online teacher. A distilled student's CNN is in its

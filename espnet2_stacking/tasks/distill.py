@@ -215,6 +215,9 @@ class DistillTask(AbsTask):
         """Refuse options of earlier versions, read the dump dirs' meta.json, add their lists
         as data options and check ``student_cnn`` against them (idempotent)."""
         refuse_renamed([name for name in RENAMED if getattr(args, name, None) is not None])
+        for name in RENAMED:  # keep them out of the run's config.yaml
+            if hasattr(args, name):
+                delattr(args, name)
         cls.stacking_kwargs(args)  # unknown keys fail here, not after the data is read
         for split in ("train", "valid"):
             dump_dir = getattr(args, f"{split}_dump_dir")
@@ -261,6 +264,14 @@ class DistillTask(AbsTask):
                 f"num_iters_per_epoch={args.num_iters_per_epoch} x batch_size={args.batch_size} "
                 f"goes over the {utterances} utterances of {shapes[0]} {passes:.1f} times an epoch; "
                 f"one pass is {one_pass} (set num_iters_per_epoch, or --total_updates for a budget)")
+
+    @classmethod
+    def get_default_config(cls) -> Dict:
+        # --print_config shows the options of this version only
+        config = super().get_default_config()
+        for name in RENAMED:
+            config.pop(name, None)
+        return config
 
     @classmethod
     def main_worker(cls, args: argparse.Namespace):

@@ -48,6 +48,7 @@ def test_parser_help_and_print_config(capsys):
     printed = yaml.safe_load(buf.getvalue())
     for key in ("stacking_conf", "student_cnn", "optimizer_state_rule", "encoder_conf", "loss_conf", "crop_mode"):
         assert key in printed
+    assert not {"stacking_method", "target_layers", "init_from_teacher"} & set(printed)
     assert printed["encoder"] == "stacking_transformer"
     assert printed["encoder_conf"]["linear_units"] == 1536  # the constructor is the schema
 
