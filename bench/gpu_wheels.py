@@ -15,7 +15,8 @@ package the GPU machine lacks. A requirement is taken as met by the GPU machine 
    version satisfies the requirement; otherwise (versions unknown) when it is in --base or in
    the GPU image's package list below and the requirement has no upper bound or pin (a
    `setuptools<82` or `sentencepiece==0.2.1` is downloaded: the installed one may not fit).
-setuptools is always downloaded: run_gpu.sh's editable install builds with it, offline.
+setuptools, wheel and packaging are always downloaded: run_gpu.sh's editable install of the
+checkout builds with them, offline, in an isolated environment.
 """
 
 import argparse
@@ -29,7 +30,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 NEVER = ("torch", "torchaudio", "transformers", "triton", "nvidia-*", "cuda-*")
-ALWAYS = ("setuptools",)  # and wheel: prepare_gpu_wheels.sh adds it (in no report)
+# run_gpu.sh's offline editable install builds this checkout in an isolated env from .whl/
+BUILD = ("setuptools", "wheel", "packaging")
 BOUNDING = ("==", "===", "<", "<=", "~=")
 
 # The nvidia-h200 image's Python packages, as last listed on 2026-11-17 (versions not listed):
@@ -121,7 +123,6 @@ def select(full: Dict[str, dict], roots: List[str], have: Dict[str, Optional[str
                 continue
             wanted.add(target)
             todo.append((target, frozenset(req.extras)))
-    wanted |= {canonicalize_name(n) for n in ALWAYS if canonicalize_name(n) in full}
     return sorted(n for n in wanted if not full[n]["local"])
 
 
@@ -141,8 +142,10 @@ def main(argv=None):
         have: Dict[str, Optional[str]] = dict(read_freeze(args.gpu_freeze))
     else:
         have = {canonicalize_name(n): None for n in [*read_report(args.base), *GPU_IMAGE]}
-    for name in select(full, [args.root], have):
-        print(f"{name}=={full[name]['version']}")
+    wanted = select(full, [args.root], have)
+    for name in sorted(set(wanted) | {canonicalize_name(n) for n in BUILD}):
+        # a build requirement outside this install (wheel) comes at its newest version
+        print(f"{name}=={full[name]['version']}" if name in full else name)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,12 @@
 # the GPU image lists, unless a pin or an upper bound asks for another version), and downloads
 # those: `pip download --no-deps --only-binary :all:` for Python 3.12 manylinux x86-64, or, for a
 # package published as source only, a wheel built here (pure Python, or built for this
-# machine's x86-64 Linux). setuptools comes too, for run_gpu.sh's offline editable install of
-# this checkout (the package itself is not copied: the checkout is installed as it is then).
-# Prints the folder's size (the device tool carries 64 MiB at most, the checkout included).
+# machine's x86-64 Linux). setuptools, wheel and packaging come too, for run_gpu.sh's offline
+# editable install of this checkout (the package itself is not copied: the checkout is
+# installed as it is then).
+# Prints the folder's size (keep it under 64 MiB: what travels to a GPU machine with the
+# checkout may be limited to that): about 52 MB, 35 of them PyAV (which omniio, an ESPnet
+# requirement, needs).
 #
 #   bench/prepare_gpu_wheels.sh [--out .whl] [--torch 2.11.0] [--torchaudio 2.11.0]
 #                               [--gpu_freeze FILE]
@@ -62,17 +65,17 @@ pip install --quiet --dry-run --ignore-installed --report "${tmp}/full.json" -c 
     ${gpu_freeze:+--gpu_freeze "${gpu_freeze}"} > "${tmp}/wanted.txt"
 log "$(wc -l < "${tmp}/wanted.txt") packages to fetch: $(tr '\n' ' ' < "${tmp}/wanted.txt")"
 
-rm -rf "${out}"
 mkdir -p "${out}"
+rm -f "${out}"/*.whl "${out}/requirements.txt"  # one version of each: the last preparation's
 platforms=()
 for n in 39 35 34 31 28 27 24 17 5; do platforms+=(--platform "manylinux_2_${n}_x86_64"); done
 platforms+=(--platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform linux_x86_64)
 built=()
 while read -r req; do
     if ! pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-            --abi cp312 --abi abi3 --abi none "${platforms[@]}" -d "${out}" "${req}"; then
+            --abi cp312 --abi abi3 --abi none "${platforms[@]}" -d "${out}" "${req}" 2> "${tmp}/err"; then
         log "${req}: no wheel for Python 3.12 manylinux x86-64 on the index; building one here"
-        pip wheel --quiet --no-deps --wheel-dir "${out}" "${req}"
+        pip wheel --quiet --no-deps --wheel-dir "${out}" "${req}" || { cat "${tmp}/err" >&2; exit 1; }
         built+=("${req}")
     fi
 done < "${tmp}/wanted.txt"
@@ -82,5 +85,5 @@ bytes=$(du -sb "${out}" | cut -f1)
 log "done in $(( $(date +%s) - start )) s: $(ls "${out}"/*.whl | wc -l) wheels in ${out}${built:+ (built here: ${built[*]})}"
 echo "${out}: $(du -sh "${out}" | cut -f1) ($(( bytes / 1048576 )) MiB)"
 if [ "${bytes}" -gt $(( 60 * 1048576 )) ]; then
-    log "WARNING: over 60 MiB: the device tool carries 64 MiB with the checkout"
+    log "WARNING: over 60 MiB: with the checkout it may not fit a 64 MiB transfer"
 fi
