@@ -167,6 +167,18 @@ def check_dumps(dump_dirs: list, teacher, frozen_cnn: bool) -> None:
                   file=sys.stderr, flush=True)
 
 
+def check_modes(modes: list, teacher, dump_dirs, frozen_cnn: bool, option: str) -> None:
+    """The teacher modes against the options that feed them (shared with step_profile.py): an
+    online run needs --teacher, a dumped one --dump_dir (dump_dirs None when not given), whose
+    dumps check_dumps then checks."""
+    if teacher is None and "online" in modes:
+        raise SystemExit(f"--teacher is needed for {option} online")
+    if "dump" in modes:
+        if dump_dirs is None:
+            raise SystemExit(f"{option} dump needs --dump_dir")
+        check_dumps(dump_dirs, teacher, frozen_cnn)
+
+
 def audio_hours_per_update(conf: dict, data_dir: Path) -> float:
     """Hours of audio one update sees: batch_size utterances of data_dir (their mean length),
     each cut to at most crop_max_samples."""
@@ -267,13 +279,8 @@ def main():
     from espnet2_stacking.tasks.distill_config import read_distill_config
 
     modes = args.teacher_modes.split(",")
-    if args.teacher is None and "online" in modes:
-        raise SystemExit("--teacher is needed for online runs")
-    if "dump" in modes:
-        if args.dump_dir is None:
-            raise SystemExit("--teacher_modes dump needs --dump_dir")
-        check_dumps([args.dump_dir / "train", args.dump_dir / "dev"], args.teacher,
-                    args.frozen_teacher_cnn)
+    dumps = None if args.dump_dir is None else [args.dump_dir / "train", args.dump_dir / "dev"]
+    check_modes(modes, args.teacher, dumps, args.frozen_teacher_cnn, "--teacher_modes")
     base = read_distill_config(args.base_config)
     update_hours = audio_hours_per_update(base, args.data_dir / "train")
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "updates": args.updates,

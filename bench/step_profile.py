@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 from espnet2.utils.types import str2bool
-from stacking_speed import check_dumps, distill_args  # bench/ is the script's directory
+from stacking_speed import check_modes, distill_args  # bench/ is the script's directory
 
 from espnet2_stacking.data.atomic import atomic_write_text
 
@@ -190,12 +190,8 @@ def profile_mode(args, mode: str) -> dict:
 def main():
     args = get_parser().parse_args()
     modes = args.modes.split(",")
-    if args.teacher is None and "online" in modes:
-        raise SystemExit("--teacher is needed for --modes online")
-    if "dump" in modes:
-        if args.dump_dir is None:
-            raise SystemExit("--modes dump needs --dump_dir")
-        check_dumps([args.dump_dir], args.teacher, args.frozen_teacher_cnn)
+    check_modes(modes, args.teacher, None if args.dump_dir is None else [args.dump_dir],
+                args.frozen_teacher_cnn, "--modes")
     results = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "config": str(args.config),
                "frozen_teacher_cnn": args.frozen_teacher_cnn,
                "device": "cuda" if args.ngpu > 0 else "cpu", "steps": args.steps, "modes": {}}
