@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Synthesise the espeak-ng demo corpus into <out_dir>/{train,dev,test} (recipe stage 1).
+"""Synthesise the espeak-ng demo corpus into <out_dir>/{train,dev,test} (recipe stage 1), with
+phone transcripts (text_phn) and speaker-ID splits of the train voices (<out_dir>/sid_*).
 
 Example:
     python -m espnet2_stacking.bin.prepare_demo_corpus --out_dir data \\
@@ -48,6 +49,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0,
                         help="Same seed, same corpus (texts, voices, speeds, pitches, bytes)")
     parser.add_argument("--nj", type=int, default=1, help="Parallel synthesis jobs")
+    parser.add_argument("--sid_held_out_every", type=int, default=6,
+                        help="sid_{train,dev,test} (speaker ID, train voices): per voice, the "
+                             "last of every N utterances to sid_test, the one before to sid_dev")
     parser.add_argument("--on_bad_utt", choices=ON_BAD_UTT, default="error",
                         help="error: stop at the first bad utterance; skip: log and count it")
     return parser
@@ -63,7 +67,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
             dev_minutes=args.dev_minutes, test_minutes=args.test_minutes,
             num_utts=args.num_utts, seed=args.seed, nj=args.nj, dev_voices=args.dev_voices,
             test_voices=args.test_voices, accents=args.accents, variants=args.variants,
-            on_bad_utt=args.on_bad_utt,
+            on_bad_utt=args.on_bad_utt, sid_held_out_every=args.sid_held_out_every,
         )
     except DataPrepError as e:
         sys.exit(f"prepare_demo_corpus: error: {e}")

@@ -19,6 +19,7 @@ utterances per split. Either way the corpus depends only on the seed and the opt
 """
 
 import hashlib
+import logging
 import math
 import os
 import random
@@ -32,7 +33,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple, Union
 from typeguard import typechecked
 
 from espnet2_stacking.core.frames import SAMPLE_RATE
-from espnet2_stacking.data.atomic import atomic_output
+from espnet2_stacking.data.atomic import atomic_output, atomic_write_text
 from espnet2_stacking.data.audio_check import AudioError, check_audio, parallel_imap
 from espnet2_stacking.data.kaldi_dir import (
     BadUtterance,
@@ -43,6 +44,9 @@ from espnet2_stacking.data.kaldi_dir import (
     write_kaldi_dir,
     write_summary,
 )
+from espnet2_stacking.data.speaker_split import SID_SPLITS, speakers_missing_from, split_by_speaker
+
+logger = logging.getLogger(__name__)
 
 WORDS_FILE = Path(__file__).with_name("demo_words.txt")
 ACCENTS = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan",
@@ -55,6 +59,7 @@ MIN_WORDS, MAX_WORDS = 4, 15
 SYNTH_FAILED = "synthesis failed"
 SOX_OPTIONS = ("-R", "-G", "-t", "wav", "-", "-t", "wav", "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16",
                "-e", "signed-integer")  # stdin wav -> 16 kHz mono 16-bit; then the output path
+PHONE_TEXT = "text_phn"  # per split: "<utt_id> <IPA phones, space separated>", as `text`
 TYPICAL_SECONDS = 3.0  # only sizes the first batch of a split
 
 # The grammar's own words; everything else comes from WORDS_FILE.
@@ -354,8 +359,25 @@ def check_voices(accents: Sequence[str], variants: Sequence[str]) -> None:
             raise DataPrepError(f"espeak-ng has no {kind} {missing}; it has {sorted(have)}")
 
 
-def _synthesize(job: Tuple[DemoUtt, str]) -> Union[int, BadUtterance]:
-    """Write one 16 kHz wav unless it exists (complete: it was renamed into place)."""
+STRESS_MARKS = "\u02c8\u02cc"  # IPA primary and secondary stress: not phones of their own
+
+
+def phone_transcript(voice: str, prompt: str) -> str:
+    """What espeak-ng says for ``prompt`` in ``voice``, as space-separated IPA phones.
+
+    The synthesiser's own phonemisation (``-q --ipa``: no audio), so the phone targets of
+    phoneme recognition are exactly what the audio holds, accent included; stress marks are
+    dropped and word boundaries are not kept (SUPERB PR scores phones only). Speed and pitch
+    do not change the phones.
+    """
+    cmd = [_tool("espeak-ng"), "-q", "--ipa", "--sep= ", "-v", voice, prompt]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return " ".join(out.translate({ord(c): None for c in STRESS_MARKS}).split())
+
+
+def _synthesize(job: Tuple[DemoUtt, str]) -> Union[Tuple[int, str], BadUtterance]:
+    """Write one 16 kHz wav unless it exists (complete: it was renamed into place); return its
+    length in samples and its phone transcript."""
     utt, path = job
     if not os.path.exists(path):
         cmd = [_tool("espeak-ng"), "-v", utt.voice, "-s", str(utt.speed), "-p", str(utt.pitch),
@@ -370,16 +392,26 @@ def _synthesize(job: Tuple[DemoUtt, str]) -> Union[int, BadUtterance]:
             return BadUtterance(utt.utt_id, path, SYNTH_FAILED,
                                 f"{os.path.basename(cmd[0])} exited with {e.returncode}: {err}")
     try:
-        return check_audio(path, SAMPLE_RATE)
+        num_samples = check_audio(path, SAMPLE_RATE)
     except AudioError as e:
         return BadUtterance.from_audio_error(utt.utt_id, e)
+    try:
+        phones = phone_transcript(utt.voice, utt.prompt)
+    except subprocess.CalledProcessError as e:
+        return BadUtterance(utt.utt_id, path, SYNTH_FAILED,
+                            f"espeak-ng --ipa exited with {e.returncode}: {e.stderr.strip()}")
+    if not phones:
+        return BadUtterance(utt.utt_id, path, SYNTH_FAILED, "espeak-ng gave no phones")
+    return num_samples, phones
 
 
 def _synthesize_split(split: str, voices: List[str], seconds: float, num_utts: Optional[int],
                       seed: int, nj: int, vocab: Vocabulary, wav_dir: Path,
-                      log: BadUttLog) -> List[Utterance]:
+                      log: BadUttLog) -> Tuple[List[Utterance], Dict[str, str]]:
+    """The split's utterances and their phone transcripts (utterance id -> phones)."""
     wav_dir.mkdir(parents=True, exist_ok=True)
     utts: List[Utterance] = []
+    phones: Dict[str, str] = {}
     total, index = 0.0, 0
     while True:
         if num_utts is not None:
@@ -399,11 +431,13 @@ def _synthesize_split(split: str, voices: List[str], seconds: float, num_utts: O
                 if isinstance(result, BadUtterance):
                     log.add(result)
                     continue
-                utts.append(Utterance(plan.utt_id, path, result, speaker=plan.speaker, text=plan.text))
-                total += result / SAMPLE_RATE
+                num_samples, phones[plan.utt_id] = result
+                utts.append(Utterance(plan.utt_id, path, num_samples, speaker=plan.speaker,
+                                      text=plan.text))
+                total += num_samples / SAMPLE_RATE
                 reached = num_utts is None and total >= seconds
         if num_utts is not None or reached:
-            return utts
+            return utts, phones
         if len(utts) == before:
             raise DataPrepError(f"{split}: none of {count} utterances could be synthesised "
                                 f"({log.counts()})")
@@ -424,8 +458,12 @@ def prepare_demo_corpus(
     accents: Sequence[str] = ACCENTS,
     variants: Sequence[str] = VARIANTS,
     on_bad_utt: str = "error",
+    sid_held_out_every: int = 6,
 ) -> Dict[str, dict]:
-    """Write ``<out_dir>/{train,dev,test}`` (each with summary.json); return the summaries.
+    """Write ``<out_dir>/{train,dev,test}`` (each with summary.json and ``text_phn``, the phone
+    transcripts) and ``<out_dir>/sid_{train,dev,test}``: the train voices' utterances split by
+    speaker for speaker identification (:func:`~espnet2_stacking.data.speaker_split.split_by_speaker`;
+    the ASR dev/test voices stay unseen); return the summaries.
 
     Audio goes to ``<audio_dir>/<split>/`` (default ``<out_dir>/wavs``). ``num_utts``, when
     given, replaces the durations: that many utterances per split.
@@ -447,12 +485,38 @@ def prepare_demo_corpus(
     summaries = {}
     for split in SPLITS:
         log = BadUttLog(on_bad_utt)
-        utts = _synthesize_split(split, voices[split], targets[split], num_utts, seed, nj, vocab,
-                                 audio_dir / split, log)
+        utts, phones = _synthesize_split(split, voices[split], targets[split], num_utts, seed, nj,
+                                         vocab, audio_dir / split, log)
+        # before write_kaldi_dir: its wav.scp, written last, marks the whole dir complete
+        (out_dir / split).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / split / PHONE_TEXT,
+                          "".join(f"{u} {phones[u]}\n" for u in sorted(phones)))
         write_kaldi_dir(out_dir / split, utts)
         used = sorted({u.speaker for u in utts})
         summary = {**summarize(utts, log, SAMPLE_RATE),
                    "voices": [v for v in sorted(voices[split]) if speaker_id(v) in used]}
         write_summary(out_dir / split, summary)
         summaries[split] = summary
+        if split == "train":
+            train_utts = utts
+    sid = split_by_speaker(train_utts, sid_held_out_every)
+    missing = speakers_missing_from(sid)
+    if missing:
+        logger.warning("SID splits: %d speaker(s) lack utterances in some split (too few "
+                       "utterances for held_out_every=%d): %s", len(missing), sid_held_out_every,
+                       missing)
+    empty = [name for name, utts in sid.items() if not utts]
+    if empty:  # a toy corpus (e.g. --num_utts 3): too few utterances per voice for SID
+        logger.warning("SID splits not written: sid_%s would have no utterance (%d train "
+                       "utterances over %d voices, held_out_every=%d)", "/".join(empty),
+                       len(train_utts), len({u.speaker for u in train_utts}), sid_held_out_every)
+        for name in SID_SPLITS:  # a stale SID dir of another corpus must not be picked up
+            shutil.rmtree(out_dir / f"sid_{name}", ignore_errors=True)
+        return summaries
+    for name, utts in sid.items():
+        write_kaldi_dir(out_dir / f"sid_{name}", utts)
+        summary = {**summarize(utts, BadUttLog(on_bad_utt), SAMPLE_RATE),
+                   "speakers_missing": missing}
+        write_summary(out_dir / f"sid_{name}", summary)
+        summaries[f"sid_{name}"] = summary
     return summaries

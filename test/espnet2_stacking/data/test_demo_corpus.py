@@ -8,15 +8,19 @@ import soundfile as sf
 
 from espnet2_stacking.data.demo_corpus import (
     ACCENTS,
+    PHONE_TEXT,
     VARIANTS,
     WORDS_FILE,
     Vocabulary,
     make_sentence,
+    phone_transcript,
     plan_utterance,
     prepare_demo_corpus,
     split_voices,
 )
 from espnet2_stacking.data.kaldi_dir import DataPrepError, validate_kaldi_dir
+from espnet2_stacking.data.speaker_split import speakers_missing_from, split_by_speaker
+from espnet2_stacking.data.utterances import Utterance
 
 needs_tools = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or shutil.which("sox") is None,
@@ -148,3 +152,58 @@ def test_unknown_variant_is_refused(tmp_path):
     with pytest.raises(DataPrepError, match=r"espeak-ng has no variant \['m99'\]"):
         prepare_demo_corpus(tmp_path, num_utts=1, accents=["en-us"], variants=["m1", "m99"],
                             dev_voices=1, test_voices=1)
+
+
+@needs_tools
+def test_phone_transcript_is_ipa_without_stress_and_depends_on_the_accent():
+    us = phone_transcript("en-us+m1", "the old dog slept.")
+    gb = phone_transcript("en-gb-x-rp+m1", "the old dog slept.")
+    assert "ˈ" not in us and "ˌ" not in us and "  " not in us
+    assert us.split()[:2] == ["ð", "ɪ"] and us.split()[-4:] == ["l", "ɛ", "p", "t"]
+    assert us != gb  # the synthesiser's own accent: 'dog' differs between the two
+    assert phone_transcript("en-us+m1", "the old dog slept.") == us
+
+
+@needs_tools
+def test_every_split_has_phone_transcripts_of_its_utterances(tmp_path):
+    prepare_demo_corpus(tmp_path, num_utts=3, seed=3, **TINY)
+    for split in ("train", "dev", "test"):
+        data = validate_kaldi_dir(tmp_path / split)
+        rows = dict(line.split(" ", 1) for line in
+                    (tmp_path / split / PHONE_TEXT).read_text(encoding="utf-8").splitlines())
+        assert set(rows) == set(data["wav.scp"])
+        for utt, phones in rows.items():
+            assert len(phones.split()) >= 2 * len(data["text"][utt].split())
+    # too few utterances per train voice for speaker ID: no sid_* dirs, nothing half-written
+    assert not any((tmp_path / f"sid_{s}").exists() for s in ("train", "dev", "test"))
+
+
+@needs_tools
+def test_sid_splits_share_the_train_voices_and_partition_train(tmp_path):
+    summaries = prepare_demo_corpus(tmp_path, num_utts=12, seed=0, sid_held_out_every=3,
+                                    **TINY)
+    train = validate_kaldi_dir(tmp_path / "train")
+    sid = {s: validate_kaldi_dir(tmp_path / f"sid_{s}") for s in ("train", "dev", "test")}
+    ids = [set(d["wav.scp"]) for d in sid.values()]
+    assert set.union(*ids) == set(train["wav.scp"]) and sum(map(len, ids)) == 12
+    speakers = [set(d["utt2spk"].values()) for d in sid.values()]
+    assert speakers[0] == speakers[1] == speakers[2] == set(train["utt2spk"].values())
+    assert summaries["sid_test"]["utterances"] == len(ids[2]) == 4  # 2 voices x 6 utts, 1 in 3
+    assert summaries["sid_test"]["speakers_missing"] == {}
+
+
+def _utt(utt_id, speaker):
+    return Utterance(utt_id, f"/w/{utt_id}.wav", 16000, speaker=speaker, text="A")
+
+
+def test_split_by_speaker_is_periodic_per_speaker_and_names_short_speakers():
+    utts = [_utt(f"a-{i:02d}", "a") for i in range(7)] + [_utt("b-00", "b"), _utt("b-01", "b")]
+    splits = split_by_speaker(list(reversed(utts)), held_out_every=3)
+    ids = {k: [u.utt_id for u in v] for k, v in splits.items()}
+    assert ids == {"train": ["a-00", "a-03", "a-06", "b-00"], "dev": ["a-01", "a-04", "b-01"],
+                   "test": ["a-02", "a-05"]}
+    assert speakers_missing_from(splits) == {"b": ["test"]}
+    with pytest.raises(DataPrepError, match="at least 3"):
+        split_by_speaker(utts, held_out_every=2)
+    with pytest.raises(DataPrepError, match="x-1.*no speaker"):
+        split_by_speaker([Utterance("x-1", "/w/x.wav", 5)])
