@@ -3,6 +3,8 @@
 Specs (detected in this order):
     random:<hubert|wav2vec2|wavlm>[?key=value&...]
         a tiny randomly initialised teacher (tests, smoke runs); keys in random_teacher.py
+    fbank[?n_mels=N]
+        log-mel filterbanks, no layers (a downstream baseline, not a teacher to distil)
     <dir> holding config.json
         a Hugging Face HubertModel / WavLMModel / Wav2Vec2Model, read offline
     <file>.pt
@@ -25,6 +27,7 @@ from espnet2_stacking.upstreams.abs_upstream import DTYPES, NORMALIZATIONS, AbsU
 
 SUPPORTED = (
     "random:<hubert|wav2vec2|wavlm>[?key=value&...] (a tiny random teacher); "
+    "fbank[?n_mels=N] (log-mel filterbanks: a downstream baseline); "
     "a directory with config.json (Hugging Face HubertModel / WavLMModel / Wav2Vec2Model); "
     "a .pt file (fairseq HuBERT / wav2vec 2.0, unilm WavLM); "
     "a .pth file with config.yaml beside it (ESPnet SSL model)"
@@ -53,6 +56,10 @@ def load_upstream(spec: str, *, dtype: str = "float32", device: str = "cpu",
         from espnet2_stacking.upstreams.random_init import load_random_upstream
 
         return load_random_upstream(spec, dtype=dtype, normalize=normalize).to(device)
+    if spec == "fbank" or spec.startswith("fbank?"):
+        from espnet2_stacking.upstreams.fbank import load_fbank_upstream
+
+        return load_fbank_upstream(spec, dtype=dtype, normalize=normalize).to(device)
     path = Path(spec)
     if not path.exists():
         raise FileNotFoundError(
