@@ -18,6 +18,7 @@ install_requires = [
     "numpy",
     "pyyaml",
     "matplotlib",  # PNGs of the teacher probe, layer similarity and benchmark curves
+    "torcheval",  # ESPnet's classification task (speaker ID downstream) computes its metrics with it
 ]
 
 extras_require = {

@@ -162,3 +162,29 @@ def score_decode_dir(ref_text: Path, decode_dir: Path,
     names = {"ref_name": str(ref_text), "hyp_name": str(hyp_text)}
     return {"wer": score(ref, hyp, "word", missing=missing, **names),
             "cer": score(ref, hyp, "char", missing=missing, **names)}
+
+
+CLS_HYP_TEXT = Path("prediction") / "text"  # cls_inference's layout under its --output_dir
+
+
+@typechecked
+def score_classification_dir(ref_labels: Path, decode_dir: Path,
+                             missing: str = "error") -> ErrorCounts:
+    """Counts of ``<decode_dir>/prediction/text`` (one label per utterance) against
+    ``ref_labels`` (e.g. ``utt2spk`` for speaker ID): accuracy is ``corr / snt``.
+
+    One label is one token, so the word-level counts are the classification counts: a wrong
+    label is a substitution, a missing or empty prediction a deletion.
+    """
+    hyp_text = decode_dir / CLS_HYP_TEXT
+    if not hyp_text.is_file():
+        raise FileNotFoundError(f"{hyp_text} not found: did inference (stage 6) finish for "
+                                f"{decode_dir}?")
+    ref, hyp = read_text(ref_labels), read_text(hyp_text)
+    for name, table in ((ref_labels, ref), (hyp_text, hyp)):
+        multi = sorted(u for u, label in table.items() if len(label.split()) > 1)
+        if multi:
+            raise ValueError(f"{name}: {len(multi)} utterance(s) have more than one label: "
+                             f"{short_list(multi)}")
+    return score(ref, hyp, "word", missing=missing, ref_name=str(ref_labels),
+                 hyp_name=str(hyp_text))

@@ -36,12 +36,18 @@ class StackingASRTask(ASRTask):
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> ESPnetASRModel:
         register()  # a spawned worker gets here without any entry point having run
-        if (args.input_size is None and args.frontend == "stacking_upstream"
-                and getattr(args, "preencoder", None) == "linear"
-                and "input_size" not in args.preencoder_conf and "upstream" in args.frontend_conf):
-            from espnet2_stacking.upstreams.load import load_upstream
-
-            # ESPnet saves args after build_model, so config.yaml keeps this value
-            width = load_upstream(args.frontend_conf["upstream"]).hidden_size
-            args.preencoder_conf = {**args.preencoder_conf, "input_size": width}
+        fill_preencoder_input_size(args)
         return super().build_model(args)
+
+
+def fill_preencoder_input_size(args: argparse.Namespace) -> None:
+    """With ``frontend: stacking_upstream`` and ``preencoder: linear``, give a preencoder_conf
+    without ``input_size`` the upstream's width (ESPnet saves args after build_model, so
+    config.yaml keeps the value)."""
+    if (args.input_size is None and args.frontend == "stacking_upstream"
+            and getattr(args, "preencoder", None) == "linear"
+            and "input_size" not in args.preencoder_conf and "upstream" in args.frontend_conf):
+        from espnet2_stacking.upstreams.load import load_upstream
+
+        width = load_upstream(args.frontend_conf["upstream"]).hidden_size
+        args.preencoder_conf = {**args.preencoder_conf, "input_size": width}

@@ -46,3 +46,17 @@ def register() -> None:
     # ClassChoices looks names up lower-case; setdefault keeps a second call harmless.
     asr_task.frontend_choices.classes.setdefault("stacking_upstream", StackingUpstreamFrontend)
     _done.add("asr_frontend")
+
+
+def register_classification() -> None:
+    """``register`` plus ``stacking_upstream`` in ``espnet2.tasks.cls.frontend_choices``
+    (speaker identification through ESPnet's classification task) (idempotent)."""
+    register()
+    if "cls_frontend" in _done:
+        return
+    from espnet2.tasks import cls as cls_task
+
+    from espnet2_stacking.asr.frontend import StackingUpstreamFrontend
+
+    cls_task.frontend_choices.classes.setdefault("stacking_upstream", StackingUpstreamFrontend)
+    _done.add("cls_frontend")
