@@ -41,3 +41,17 @@ def test_a_transcript_file_that_is_not_text_is_named(tmp_path, capsys):
         main(args)
     assert e.value.code == 1
     assert f"check_text: {tmp_path / 'text'}: line 1: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_phones_outside_the_list_and_missing_transcripts_are_counted(tmp_path, capsys):
+    (tmp_path / "tokens.txt").write_text("<blank>\n<unk>\nð\nɪ\nd\noʊ\n<sos/eos>\n")
+    (tmp_path / "text_phn").write_text("u1 ð ɪ d oʊ\nu2 ð ɑː d\n")
+    r = oov_counts(tmp_path / "text_phn", set((tmp_path / "tokens.txt").read_text().split()), "word")
+    assert r["chars"] == 7 and dict(r["oov"]) == {"ɑː": 1} and r["utts_with_oov"] == 1
+    (tmp_path / "wav.scp").write_text("u1 /a.wav\nu2 /b.wav\nu3 /c.wav\n")
+    with pytest.raises(SystemExit):
+        main(["--unit", "word", "--utt_list", "wav.scp", "--max_oov_rate", "0.5",
+              "--token_list", str(tmp_path / "tokens.txt"), str(tmp_path / "text_phn")])
+    err = capsys.readouterr().err
+    assert "1 of 7 tokens" in err and "'ɑː' x1" in err
+    assert f"no transcript for 1 of the 3 utterances of {tmp_path / 'wav.scp'}, e.g. u3" in err
