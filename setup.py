@@ -18,7 +18,12 @@ install_requires = [
     "numpy",
     "pyyaml",
     "matplotlib",  # PNGs of the teacher probe, layer similarity and benchmark curves
+    # the recipe's parallel jobs run through espnet3.parallel, which needs these two (ESPnet's
+    # `train` extra has them, with lightning, wandb, datasets... that we do not need)
+    "dask[distributed]",
+    "dask-jobqueue",
     "torcheval",  # ESPnet's classification task (speaker ID downstream) computes its metrics with it
+    "faiss-cpu",  # the teacher dump's pq codec: OPQ rotation and product-quantiser k-means
 ]
 
 extras_require = {

@@ -143,9 +143,13 @@ def profile_mode(args, mode: str) -> dict:
     timer.watch(model.frontend, "cnn")
     if model.preencoder is not None:
         timer.watch(model.preencoder, "preencoder")
-    if model.encoder.embed is not None:
-        timer.watch(model.encoder.embed, "pos_conv")
-    for layer in model.encoder.encoders:
+    # the positional convolution: ESPnet's input layer, or HuBERT's (the hubert student)
+    pos_conv = getattr(model.encoder, "embed", None)
+    if pos_conv is None and hasattr(model.encoder, "transformer"):
+        pos_conv = model.encoder.transformer.pos_conv_embed
+    if pos_conv is not None:
+        timer.watch(pos_conv, "pos_conv")
+    for layer in model.encoder.layer_slots():
         timer.watch(layer, "layers")
     if model.teacher is not None:
         timer.watch_call(model.teacher, "extract_features_and_cnn", "teacher")  # extract_features calls it too

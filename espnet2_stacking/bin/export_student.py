@@ -5,8 +5,14 @@ Example:
     python -m espnet2_stacking.bin.export_student --distill_dir exp/distill_interleaved \
         --out_dir exp/student_interleaved
 
-writes a stock ESPnet SSL-task model (config.yaml + model.pth) that ESPnet's ASR task loads
-through its ``espnet_ssl`` frontend with no plugin code, plus stacking.json (the growth log).
+writes the formats the student's architecture can carry (``--formats``, default all of them),
+stacking.json (the growth log) and README.md (a model card):
+- encoder stacking_transformer: ``espnet_ssl``, a stock ESPnet SSL-task model (config.yaml +
+  model.pth) that ESPnet's ASR task loads through its ``espnet_ssl`` frontend, no plugin code;
+- encoder hubert: ``torchaudio`` (model.pth + torchaudio_config.json, and
+  espnet_asr_encoder.yaml to fine-tune it with ESPnet's torchaudiohubert encoder) and ``hf``
+  (hf/: config.json + model.safetensors, a transformers HubertModel).
+A format the architecture cannot carry is refused, naming those it can.
 --random_out_dir DIR also writes the untrained student of the same shape there, the
 downstream reference; --random_init writes only that one to --out_dir.
 """
@@ -35,6 +41,10 @@ def get_parser() -> argparse.ArgumentParser:
                              "distilled student must beat")
     parser.add_argument("--random_out_dir", type=Path, default=None,
                         help="Also export the random student here (one process for both)")
+    parser.add_argument("--formats", type=str, default=None,
+                        help="Comma-separated formats: espnet_ssl (encoder stacking_transformer); "
+                             "torchaudio, hf (encoder hubert). Default: all the student's "
+                             "architecture can carry")
     return parser
 
 
@@ -57,9 +67,14 @@ def main(cmd: Optional[List[str]] = None) -> None:
         exports.append((model_file.resolve(), args.out_dir))
         if args.random_out_dir is not None:
             exports.append((None, args.random_out_dir))
+    formats = [f for f in args.formats.split(",") if f] if args.formats else None
     for model_file, out_dir in exports:
-        path = export_student(config_file, model_file, out_dir,
-                              stacking_log=args.distill_dir / "stacking.jsonl")
+        try:
+            path = export_student(config_file, model_file, out_dir,
+                                  stacking_log=args.distill_dir / "stacking.jsonl",
+                                  formats=formats)
+        except ValueError as e:
+            raise SystemExit(f"export_student: {e}") from None
         print(f"export_student: {path}")
 
 if __name__ == "__main__":

@@ -11,10 +11,14 @@ device.
 ESPnet's dataset accepts an ndarray or a dict per data name and casts the ndarrays it finds;
 a dict holding a non-array passes through untouched, so the reader returns
 ``{"frames": LazyFrames}`` (see :func:`frames_of`).
+
+A list line may also name rows of a larger file, ``<utt> <shard.npy>:<start>:<stop>``: the
+teacher dump's sharded layout (a few large files per layer instead of one per utterance, see
+:mod:`espnet2_stacking.data.frame_shards`); only the crop's rows of the shard are read.
 """
 
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -25,13 +29,28 @@ from espnet2_stacking.data.kaldi_dir import read_scp
 CROPPED_NPY = "cropped_npy"
 
 
-class LazyFrames:
-    """A dumped array whose rows are read only when sliced (memory-mapped)."""
+def parse_rows(value: str) -> Tuple[str, Optional[int], Optional[int]]:
+    """A list value: ``path`` (the whole file) or ``path:start:stop`` (rows of a shard)."""
+    parts = value.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], int(parts[1]), int(parts[2])
+    return value, None, None
 
-    def __init__(self, path: Union[str, Path]):
+
+class LazyFrames:
+    """A dumped array, or rows [start, stop) of one, read only when sliced (memory-mapped)."""
+
+    def __init__(self, path: Union[str, Path], start: Optional[int] = None,
+                 stop: Optional[int] = None):
         self.path = str(path)
         header = np.load(self.path, mmap_mode="r")
-        self.shape, self.dtype = header.shape, header.dtype
+        self.start = 0 if start is None else start
+        self.stop = header.shape[0] if stop is None else stop
+        if not 0 <= self.start <= self.stop <= header.shape[0]:
+            raise ValueError(f"{self.path}: rows {self.start}:{self.stop} are outside its "
+                             f"{header.shape[0]} rows (an index that does not match its shard)")
+        self.shape = (self.stop - self.start,) + tuple(header.shape[1:])
+        self.dtype = header.dtype
 
     @property
     def ndim(self) -> int:
@@ -41,20 +60,23 @@ class LazyFrames:
         return self.shape[0]
 
     def __getitem__(self, index) -> np.ndarray:
-        return np.array(np.load(self.path, mmap_mode="r")[index])
+        rows = np.load(self.path, mmap_mode="r")[self.start:self.stop]
+        return np.array(rows[index])
 
     def __repr__(self) -> str:
-        return f"LazyFrames({self.path}, shape={self.shape}, dtype={self.dtype})"
+        return (f"LazyFrames({self.path}[{self.start}:{self.stop}], shape={self.shape}, "
+                f"dtype={self.dtype})")
 
 
 class NpyFramesReader:
-    """``<utt> <path.npy>`` lines -> {"frames": LazyFrames} per utterance (an ESPnet loader)."""
+    """``<utt> <path.npy>`` or ``<utt> <shard.npy>:<start>:<stop>`` lines -> {"frames":
+    LazyFrames} per utterance (an ESPnet loader)."""
 
     def __init__(self, path: Union[str, Path]):
         self.table: Dict[str, str] = read_scp(Path(path))
 
     def __getitem__(self, key: str) -> dict:
-        return {"frames": LazyFrames(self.table[key])}
+        return {"frames": LazyFrames(*parse_rows(self.table[key]))}
 
     def __contains__(self, key) -> bool:
         return key in self.table

@@ -16,8 +16,10 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from espnet2_stacking.core.frames import num_frames
+from espnet2_stacking.data import frame_shards
+from espnet2_stacking.data import target_codecs as codecs
 from espnet2_stacking.data.atomic import atomic_write_text
-from espnet2_stacking.data.cropped_npy import CROPPED_NPY
+from espnet2_stacking.data.cropped_npy import CROPPED_NPY, parse_rows
 from espnet2_stacking.data.kaldi_dir import read_scp
 
 # A named logger: a root-level logging.info() before ESPnet's basicConfig would configure the
@@ -58,6 +60,47 @@ def check_npy(path: Path, uttid: str, hidden_size: int, num_samples: Optional[in
             f"samples give {num_frames(num_samples)}: the dump is not of this audio"
         )
     return array.shape[0]
+
+
+def dump_meta_of(scp: Path) -> Optional[dict]:
+    """meta.json of the dump a list belongs to (a dump_teacher_feats output with shards or
+    codes), or None for lists of per-utterance float files (``--shard_size 0`` fp16, an
+    earlier version's, or made elsewhere), which are checked file by file."""
+    meta_file = scp.parent / "meta.json"
+    if not meta_file.is_file():
+        return None
+    meta = json.loads(meta_file.read_text())
+    if "codec" not in meta or not (scp.parent / "shards").is_dir():
+        return None
+    return None if meta["codec"] == "fp16" and meta.get("shard_size") == 0 else meta
+
+
+def check_dump_list(scp: Path, table: Dict[str, str], meta: dict, width: int,
+                    samples: Optional[Dict[str, int]]) -> None:
+    """A dump's list: its codec file (the dump's teacher, this stream, the digest meta.json
+    recorded), every line against the shard records, every shard file complete and unchanged
+    (bytes, header, digest), codes in range, stored widths, and frames against the audio."""
+    dump, stream, codec = scp.parent, scp.stem, meta["codec"]
+    if codec != "fp16":
+        codecs.load_codec(codecs.codec_path(dump, stream), {
+            "teacher": meta["teacher"], "normalize": meta["normalize"], "stream": stream,
+            "codec": codec, "num_codebooks": meta["num_codebooks"], "dim": width},
+            (meta.get("codec_digests") or {}).get(stream))
+    centroids = codecs.NUM_CENTROIDS if codec == "pq" else None
+    frames = frame_shards.check_sharded_list(scp, table, dump, centroids)
+    want = codecs.stored_width(codec, width, meta["num_codebooks"] or 0)
+    for value in {parse_rows(v)[0] for v in table.values()}:
+        header = np.load(value, mmap_mode="r")
+        if header.ndim != 2 or header.shape[1] != want:
+            raise ValueError(f"{value}: stores {header.dtype} {header.shape}, expected "
+                             f"(frames, {want}): a {codec} stream {width} wide (the dump is of "
+                             "another teacher width or codec)")
+    if samples is not None:
+        for uttid, n in frames.items():
+            if not 0 <= num_frames(samples[uttid]) - n <= 1:
+                raise ValueError(f"{scp}: utterance '{uttid}' has {n} frames but its "
+                                 f"{samples[uttid]} samples give {num_frames(samples[uttid])}: "
+                                 "the dump is not of this audio")
 
 
 def _id_mismatch(name_a: str, a: set, name_b: str, b: set) -> str:
@@ -101,6 +144,10 @@ def check_training_inputs(entries: Sequence[Tuple[str, str, str]], shape_file: O
                                             "which does not exist")
         elif kind in ("npy", CROPPED_NPY):
             width = (widths or {}).get(name, hidden_size)
+            meta = dump_meta_of(Path(path))
+            if meta is not None:  # a dump_teacher_feats list: checked against its records
+                check_dump_list(Path(path), table, meta, width, samples)
+                continue
             for uttid, value in table.items():
                 check_npy(Path(value), uttid, width, None if samples is None else samples[uttid])
     logger.info(f"checked {len(tables)} lists of {len(ref)} utterances "
@@ -121,8 +168,14 @@ def inputs_fingerprint(entries: Sequence[Tuple[str, str, str]], shape_file: Opti
         st = Path(path).stat()
         return [str(Path(path).resolve()), st.st_size, st.st_mtime_ns]
 
+    # a dump's shard files (and codec files) may be replaced under unchanged lists
+    shards = sorted({str(p) for path, _, _ in entries if dump_meta_of(Path(path)) is not None
+                     for p in [*(Path(path).parent / "shards").glob("*.json"),
+                               *(Path(path).parent / "codecs").glob("*.npz"),
+                               *(Path(path).parent / Path(path).stem).glob("*.npy")]})
     return {
         "lists": [[name, kind, *stat(path)] for path, name, kind in entries],
+        "dump_files": [stat(p) for p in shards],
         "shape_file": None if shape_file is None else stat(shape_file),
         "hidden_size": hidden_size,
         "widths": dict(sorted((widths or {}).items())),

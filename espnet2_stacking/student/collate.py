@@ -34,8 +34,9 @@ class DistillCollateFn:
 
     Returns from __call__: (utt_ids, batch) with batch keys ``speech`` (B, N) float32,
     ``speech_lengths`` (B,), and per target name ``<name>`` (B, F, D) in the dtype it was
-    stored in (float16 from the dump, read by crop: data type ``cropped_npy``; the model and
-    the loss compute in float32 on the device) and ``<name>_lengths`` (B,) holding the frames,
+    stored in (float16 from the dump, or the int8 / uint8 codes of an int8 / pq dump, read by
+    crop: data type ``cropped_npy``; the model decodes codes and computes in float32 on the
+    device) and ``<name>_lengths`` (B,) holding the frames,
     equal for every target of an utterance.
     """
 

@@ -26,7 +26,7 @@ from typeguard import typechecked
 
 from espnet2_stacking.stacking import StackingPlan
 from espnet2_stacking.student.loss import DistillationLoss
-from espnet2_stacking.student.stacking_encoder import StackingTransformerEncoder
+from espnet2_stacking.student.stacking_encoder import GrowableLayers
 
 CNN_FEATS = "cnn_feats"  # the data name of the teacher's dumped CNN output
 # the progress buffers: float64 whatever dtype the rest of the model is cast to
@@ -44,7 +44,8 @@ class DistillModel(AbsESPnetModel):
     Args:
         frontend: waveform -> CNN features (ESPnet's CNNFrontend, 320x downsampling).
         preencoder: CNN features -> encoder width (ESPnet's LinearProjection), or None.
-        encoder: the stacking-aware encoder, built at the plan's first depth.
+        encoder: a stacking-aware encoder (``stacking_transformer`` or ``hubert``), built at
+            the plan's first depth.
         plan: the stacking plan (growth maps, supervision pairs per depth, boundaries).
         teacher_hidden_size: width of the teacher states the heads predict.
         loss: the distillation loss.
@@ -55,7 +56,7 @@ class DistillModel(AbsESPnetModel):
         self,
         frontend: AbsFrontend,
         preencoder: Optional[AbsPreEncoder],
-        encoder: StackingTransformerEncoder,
+        encoder: GrowableLayers,
         plan: StackingPlan,
         teacher_hidden_size: int,
         loss: DistillationLoss,
@@ -130,6 +131,12 @@ class DistillModel(AbsESPnetModel):
     def teacher(self):
         return self._teacher
 
+    # ---- stored targets held as codes (int8 / pq dumps) --------------------------------
+    def set_target_decoders(self, decoders: Dict[str, torch.nn.Module]) -> None:
+        """Decoders of stored batch entries by data name (student/target_codec.py): codes
+        become frames here, on the model's device; their tables are not in state_dict()."""
+        self.target_decoders = torch.nn.ModuleDict(decoders)
+
     # ---- progress ----------------------------------------------------------------------
     @property
     def depth(self) -> int:
@@ -201,6 +208,10 @@ class DistillModel(AbsESPnetModel):
             targets = {t: batch[target_name(t)] for t in states}
             lengths = batch[f"{target_name(states[0])}_lengths"]
             for t, v in targets.items():
+                if not v.is_floating_point():
+                    raise ValueError(
+                        f"dumped teacher state {t} holds {v.dtype} codes but the model has no "
+                        "decoder for them (the dump's codecs/ are read by DistillTask)")
                 if v.size(-1) != self.teacher_hidden_size:
                     raise ValueError(
                         f"dumped teacher state {t} has width {v.size(-1)} but the model "
@@ -231,6 +242,9 @@ class DistillModel(AbsESPnetModel):
                 ``cnn_feats_lengths`` for the dumped CNN output; ``utt_id`` from the trainer
                 (unused).
         """
+        decoders = getattr(self, "target_decoders", None)
+        if decoders is not None:  # int8 / pq dumps: expand the codes on this device
+            kwargs = {k: decoders[k](v) if k in decoders else v for k, v in kwargs.items()}
         targets, target_lengths, teacher_cnn = self._targets(speech, speech_lengths, kwargs)
         cnn_feats, cnn_lengths = kwargs.get(CNN_FEATS), kwargs.get(f"{CNN_FEATS}_lengths")
         if cnn_feats is None and teacher_cnn is not None:

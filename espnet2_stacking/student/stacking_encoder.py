@@ -12,6 +12,9 @@ It is ESPnet's TransformerEncoder (same blocks, same parameter names: ``embed.*`
 - ``export_state_dict`` / ``export_config``: the active layers as a plain TransformerEncoder,
   which ESPnet's SSL task and its ``espnet_ssl`` frontend load with strict key matching.
 
+Growth itself (``grow``, the growth buffers, their checks on load) is ``GrowableLayers``, shared
+with the hubert student (hubert_encoder.py).
+
 Hidden states follow s3prl/HF/torchaudio and ESPnet's ``return_all_hs``: h_0 is the transformer
 input (the output of ``embed``: for input_layer "wav2vec", ESPnet's convolutional positional
 embedding, which has no residual connection, then LayerNorm if normalize_before, then dropout);
@@ -33,7 +36,135 @@ POS_ENC_LAYER_TYPES = ("conv", "abs_pos")
 GROWTH_BUFFERS = ("active_depth", "lineage_buffer")
 
 
-class StackingTransformerEncoder(TransformerEncoder):
+class GrowableLayers:
+    """Growth by stacking over preallocated layer slots, shared by the student encoders.
+
+    A subclass (a torch.nn.Module) calls ``_init_growth`` once its layers exist and says
+    where its layer slots are (``layer_slots``); growth, the growth buffers, their checks on
+    load and the lineage are the same code for every architecture.
+    """
+
+    num_blocks: int
+    layer_slots_prefix: str  # where the slots are in the state dict, e.g. "encoders."
+
+    def layer_slots(self) -> torch.nn.ModuleList:
+        """Every layer slot of the final depth, in order."""
+        raise NotImplementedError
+
+    def _init_growth(self, num_blocks: int, initial_depth: int) -> None:
+        self.num_blocks = num_blocks
+        self.register_buffer("active_depth", torch.tensor(float(initial_depth)))
+        lineage = list(range(initial_depth)) + [-1] * (num_blocks - initial_depth)
+        self.register_buffer("lineage_buffer", torch.tensor(lineage, dtype=torch.float32))
+        # A Python copy of active_depth: reading the buffer each forward would synchronise
+        # with the GPU. grow() and _load_from_state_dict() keep the two equal.
+        self._depth = initial_depth
+
+    def active_layer_state_dict(self) -> Dict[str, torch.Tensor]:
+        """Detached copies of the state dict without the growth buffers and the inactive
+        slots: the weights of the same architecture built at the active depth."""
+        prefix = self.layer_slots_prefix
+        out = {}
+        for key, value in self.state_dict().items():
+            if key in GROWTH_BUFFERS:
+                continue
+            if key.startswith(prefix) and int(key[len(prefix):].split(".")[0]) >= self._depth:
+                continue
+            out[key] = value.detach().clone()
+        return out
+
+    # ---- growth state --------------------------------------------------------------------
+    @property
+    def depth(self) -> int:
+        """The number of active layers."""
+        return self._depth
+
+    @property
+    def lineage(self) -> List[int]:
+        """For each active layer, the index of the initial layer it descends from."""
+        return [int(v) for v in self.lineage_buffer[: self._depth].tolist()]
+
+    @typechecked
+    def grow(self, src: Sequence[int], lineage: Optional[Sequence[int]] = None) -> None:
+        """Grow to ``len(src)`` layers: slot i becomes a bit-exact copy of old layer src[i].
+
+        Call it between updates (after the optimizer step and zero_grad); then move the
+        optimizer state with ``transfer_optimizer_state``.
+
+        Args:
+            src: for each new layer, the index of the old (active) layer it copies.
+            lineage: each new layer's lineage; default: that of its source.
+        """
+        old, new = self._depth, len(src)
+        if not old < new <= self.num_blocks:
+            raise ValueError(
+                f"a growth must go from the active depth {old} to more layers, at most "
+                f"num_blocks={self.num_blocks}; src {list(src)} has {new}"
+            )
+        bad = [j for j in src if not 0 <= j < old]
+        if bad:
+            raise ValueError(
+                f"src {list(src)} names layers {bad} outside the active layers 0..{old - 1}"
+            )
+        if lineage is None:
+            current = self.lineage
+            lineage = [current[j] for j in src]
+        if len(lineage) != new or any(v < 0 for v in lineage):
+            raise ValueError(
+                f"lineage {list(lineage)} must give a non-negative index for each of the "
+                f"{new} layers"
+            )
+        with torch.no_grad():
+            # Read every source before writing any slot: with src = [0, 0, 1, 1, 2, 2],
+            # slot 2 is overwritten by layer 1 before layer 2 is read for slots 4 and 5.
+            snapshot = {
+                j: {k: v.detach().clone() for k, v in self.layer_slots()[j].state_dict().items()}
+                for j in {src[i] for i in range(new) if src[i] != i}
+            }
+            for i, j in enumerate(src):
+                if i == j:
+                    continue
+                for name, tensor in self.layer_slots()[i].state_dict(keep_vars=True).items():
+                    tensor.data.copy_(snapshot[j][name])
+            self.active_depth.fill_(float(new))
+            self.lineage_buffer.fill_(-1.0)
+            self.lineage_buffer[:new] = torch.tensor(lineage, dtype=torch.float32)
+        self._depth = new
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
+                              missing_keys, unexpected_keys, error_msgs):
+        # Check the growth buffers before they overwrite ours, then refresh the cached depth.
+        depth_key, lineage_key = prefix + "active_depth", prefix + "lineage_buffer"
+        if depth_key in state_dict and lineage_key in state_dict:
+            self._check_growth_state(state_dict[depth_key], state_dict[lineage_key])
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
+                                      missing_keys, unexpected_keys, error_msgs)
+        self._check_growth_state(self.active_depth, self.lineage_buffer)
+        self._depth = int(self.active_depth.item())
+
+    def _check_growth_state(self, depth: torch.Tensor, lineage: torch.Tensor) -> None:
+        value = float(depth)
+        if not value.is_integer() or not 1 <= value <= self.num_blocks:
+            raise ValueError(
+                f"active_depth {value} is not a depth in 1..{self.num_blocks}: was the "
+                "checkpoint averaged over snapshots taken at different depths?"
+            )
+        values = lineage.tolist()
+        if len(values) != self.num_blocks:
+            raise ValueError(
+                f"lineage_buffer has {len(values)} slots, this encoder num_blocks="
+                f"{self.num_blocks}"
+            )
+        active, rest = values[: int(value)], values[int(value):]
+        if any(not v.is_integer() or v < 0 for v in active) or any(v != -1 for v in rest):
+            raise ValueError(
+                f"lineage_buffer {values} does not fit active_depth {int(value)} (non-negative "
+                "integers for active slots, -1 for the others): was the checkpoint averaged "
+                "over snapshots of different lineages?"
+            )
+
+
+class StackingTransformerEncoder(GrowableLayers, TransformerEncoder):
     """ESPnet's TransformerEncoder, grown by stacking.
 
     Args:
@@ -126,104 +257,13 @@ class StackingTransformerEncoder(TransformerEncoder):
             use_sdpa=use_sdpa,
         )
         super().__init__(input_size=input_size, num_blocks=num_blocks, **self._plain_config)
-        self.num_blocks = num_blocks
         self.layer_drop_rate = layer_drop_rate
-        self.register_buffer("active_depth", torch.tensor(float(initial_depth)))
-        lineage = list(range(initial_depth)) + [-1] * (num_blocks - initial_depth)
-        self.register_buffer("lineage_buffer", torch.tensor(lineage, dtype=torch.float32))
-        # A Python copy of active_depth: reading the buffer each forward would synchronise
-        # with the GPU. grow() and _load_from_state_dict() keep the two equal.
-        self._depth = initial_depth
+        self._init_growth(num_blocks, initial_depth)
 
-    # ---- growth state --------------------------------------------------------------------
-    @property
-    def depth(self) -> int:
-        """The number of active layers."""
-        return self._depth
+    layer_slots_prefix = "encoders."
 
-    @property
-    def lineage(self) -> List[int]:
-        """For each active layer, the index of the initial layer it descends from."""
-        return [int(v) for v in self.lineage_buffer[: self._depth].tolist()]
-
-    @typechecked
-    def grow(self, src: Sequence[int], lineage: Optional[Sequence[int]] = None) -> None:
-        """Grow to ``len(src)`` layers: slot i becomes a bit-exact copy of old layer src[i].
-
-        Call it between updates (after the optimizer step and zero_grad); then move the
-        optimizer state with ``transfer_optimizer_state``.
-
-        Args:
-            src: for each new layer, the index of the old (active) layer it copies.
-            lineage: each new layer's lineage; default: that of its source.
-        """
-        old, new = self._depth, len(src)
-        if not old < new <= self.num_blocks:
-            raise ValueError(
-                f"a growth must go from the active depth {old} to more layers, at most "
-                f"num_blocks={self.num_blocks}; src {list(src)} has {new}"
-            )
-        bad = [j for j in src if not 0 <= j < old]
-        if bad:
-            raise ValueError(
-                f"src {list(src)} names layers {bad} outside the active layers 0..{old - 1}"
-            )
-        if lineage is None:
-            current = self.lineage
-            lineage = [current[j] for j in src]
-        if len(lineage) != new or any(v < 0 for v in lineage):
-            raise ValueError(
-                f"lineage {list(lineage)} must give a non-negative index for each of the "
-                f"{new} layers"
-            )
-        with torch.no_grad():
-            # Read every source before writing any slot: with src = [0, 0, 1, 1, 2, 2],
-            # slot 2 is overwritten by layer 1 before layer 2 is read for slots 4 and 5.
-            snapshot = {
-                j: {k: v.detach().clone() for k, v in self.encoders[j].state_dict().items()}
-                for j in {src[i] for i in range(new) if src[i] != i}
-            }
-            for i, j in enumerate(src):
-                if i == j:
-                    continue
-                for name, tensor in self.encoders[i].state_dict(keep_vars=True).items():
-                    tensor.data.copy_(snapshot[j][name])
-            self.active_depth.fill_(float(new))
-            self.lineage_buffer.fill_(-1.0)
-            self.lineage_buffer[:new] = torch.tensor(lineage, dtype=torch.float32)
-        self._depth = new
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
-                              missing_keys, unexpected_keys, error_msgs):
-        # Check the growth buffers before they overwrite ours, then refresh the cached depth.
-        depth_key, lineage_key = prefix + "active_depth", prefix + "lineage_buffer"
-        if depth_key in state_dict and lineage_key in state_dict:
-            self._check_growth_state(state_dict[depth_key], state_dict[lineage_key])
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
-                                      missing_keys, unexpected_keys, error_msgs)
-        self._check_growth_state(self.active_depth, self.lineage_buffer)
-        self._depth = int(self.active_depth.item())
-
-    def _check_growth_state(self, depth: torch.Tensor, lineage: torch.Tensor) -> None:
-        value = float(depth)
-        if not value.is_integer() or not 1 <= value <= self.num_blocks:
-            raise ValueError(
-                f"active_depth {value} is not a depth in 1..{self.num_blocks}: was the "
-                "checkpoint averaged over snapshots taken at different depths?"
-            )
-        values = lineage.tolist()
-        if len(values) != self.num_blocks:
-            raise ValueError(
-                f"lineage_buffer has {len(values)} slots, this encoder num_blocks="
-                f"{self.num_blocks}"
-            )
-        active, rest = values[: int(value)], values[int(value):]
-        if any(not v.is_integer() or v < 0 for v in active) or any(v != -1 for v in rest):
-            raise ValueError(
-                f"lineage_buffer {values} does not fit active_depth {int(value)} (non-negative "
-                "integers for active slots, -1 for the others): was the checkpoint averaged "
-                "over snapshots of different lineages?"
-            )
+    def layer_slots(self) -> torch.nn.ModuleList:
+        return self.encoders
 
     # ---- forward -------------------------------------------------------------------------
     def forward_hidden_states(
@@ -311,11 +351,4 @@ class StackingTransformerEncoder(TransformerEncoder):
 
     def export_state_dict(self) -> Dict[str, torch.Tensor]:
         """Detached copies of exactly TransformerEncoder(**export_config())'s state dict."""
-        out = {}
-        for key, value in self.state_dict().items():
-            if key in GROWTH_BUFFERS:
-                continue
-            if key.startswith("encoders.") and int(key.split(".")[1]) >= self._depth:
-                continue
-            out[key] = value.detach().clone()
-        return out
+        return self.active_layer_state_dict()

@@ -41,6 +41,7 @@ from espnet2_stacking.data.training_inputs import check_training_inputs_once
 from espnet2_stacking.stacking import StackingConfigError, plan_stacking
 from espnet2_stacking.student.collate import DistillCollateFn
 from espnet2_stacking.student.espnet_model import CNN_FEATS, DistillModel, target_name
+from espnet2_stacking.student.hubert_encoder import StackingHubertEncoder
 from espnet2_stacking.student.loss import DistillationLoss
 from espnet2_stacking.student.stacking_encoder import StackingTransformerEncoder
 from espnet2_stacking.tasks.distill_config import (
@@ -51,6 +52,7 @@ from espnet2_stacking.tasks.distill_config import (
     refuse_renamed,
     stacking_kwargs,
 )
+from espnet2_stacking.training.dump_check import check_ranks_see_the_same_dump
 from espnet2_stacking.training.stacking_trainer import StackingTrainer
 
 MAX_TEACHER_STATES = 64  # optional data names target_0 .. target_63
@@ -70,7 +72,9 @@ preencoder_choices = ClassChoices(
 )
 encoder_choices = ClassChoices(
     name="encoder",
-    classes=dict(stacking_transformer=StackingTransformerEncoder),
+    # stacking_transformer: ESPnet's TransformerEncoder (exports to a stock ESPnet SSL model);
+    # hubert: HuBERT's own encoder (exports to Hugging Face, torchaudio, ESPnet's HuBERT encoder)
+    classes=dict(stacking_transformer=StackingTransformerEncoder, hubert=StackingHubertEncoder),
     type_check=torch.nn.Module,
     default="stacking_transformer",
 )
@@ -417,6 +421,9 @@ class DistillTask(AbsTask):
     @classmethod
     @typechecked
     def build_model(cls, args: argparse.Namespace) -> DistillModel:
+        # the process group is up by now (ESPnet builds the model after it)
+        check_ranks_see_the_same_dump([getattr(args, "train_dump_dir", None),
+                                       getattr(args, "valid_dump_dir", None)])
         teacher = None
         if args.teacher is not None:
             from espnet2_stacking.upstreams import load_upstream
@@ -433,7 +440,22 @@ class DistillTask(AbsTask):
             cnn_from_teacher = (args.student_cnn == "teacher_frozen"
                                 and same_teacher(args.teacher, cnn_teacher))
             model.set_teacher(teacher, cnn_from_teacher=cnn_from_teacher)
+        else:
+            cls.attach_target_decoders(args, model)
         return model
+
+    @classmethod
+    def attach_target_decoders(cls, args: argparse.Namespace, model: DistillModel) -> None:
+        """int8 / pq dumps hold codes: the model decodes them on its device with the dumps'
+        codec files (checked here against each dump's teacher, streams and digests)."""
+        from espnet2_stacking.student.target_codec import dump_decoders
+
+        streams = {target_name(t): f"layer_{t}" for t in cls.target_states(args)}
+        if cls.cnn_feats_lists(args):
+            streams[CNN_FEATS] = "cnn"
+        decoders = dump_decoders([args.train_dump_dir, args.valid_dump_dir], streams)
+        if decoders:
+            model.set_target_decoders(decoders)
 
     @classmethod
     def build_student(cls, args: argparse.Namespace, cnn_teacher: Optional[str] = None,
@@ -461,7 +483,12 @@ class DistillTask(AbsTask):
                     f"stacking_conf.depths={list(plan.depths)} (leave {key} out: it is derived)"
                 )
             encoder_conf[key] = want
-        encoder = encoder_choices.get_class(args.encoder)(input_size=input_size, **encoder_conf)
+        encoder_class = encoder_choices.get_class(args.encoder)
+        if encoder_class is StackingHubertEncoder and preencoder is not None:
+            raise StackingConfigError(
+                f"encoder hubert projects the CNN's output itself (HuBERT's feature projection): "
+                f"set preencoder: null (got preencoder {args.preencoder})")
+        encoder = encoder_class(input_size=input_size, **encoder_conf)
         # 4. loss and model
         loss = loss_choices.get_class(args.loss)(**args.loss_conf)
         model = DistillModel(

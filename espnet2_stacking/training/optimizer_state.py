@@ -20,7 +20,7 @@ from typing import Dict, List, Sequence
 import torch
 from typeguard import typechecked
 
-from espnet2_stacking.student.stacking_encoder import StackingTransformerEncoder
+from espnet2_stacking.student.stacking_encoder import GrowableLayers
 
 RULES = ("copy", "reset", "reset_all")
 
@@ -32,7 +32,7 @@ def _clone_state(state: Dict) -> Dict:
 @typechecked
 def transfer_optimizer_state(
     optimizer: torch.optim.Optimizer,
-    encoder: StackingTransformerEncoder,
+    encoder: GrowableLayers,
     src: Sequence[int],
     rule: str,
 ) -> None:
@@ -58,7 +58,7 @@ def transfer_optimizer_state(
         optimizer.state.clear()
         return
     slots: List[List[torch.nn.Parameter]] = [
-        list(encoder.encoders[i].parameters()) for i in range(len(src))
+        list(encoder.layer_slots()[i].parameters()) for i in range(len(src))
     ]
     # Read every source before writing any slot, as grow() does for the weights.
     saved = {

@@ -11,7 +11,9 @@ Specs (detected in this order):
         a fairseq HuBERT / wav2vec 2.0 checkpoint (config in 'cfg' or 'args') or a unilm
         WavLM checkpoint (flat 'cfg'), told apart by their contents; fairseq not needed
     <file>.pth with config.yaml in the same directory
-        an ESPnet SSL-task model
+        an ESPnet SSL-task model (e.g. an exported stacking_transformer student)
+    <file>.pth with torchaudio_config.json in the same directory
+        a torchaudio wav2vec2_model state dict (e.g. an exported hubert student)
 
 Example::
 
@@ -25,12 +27,15 @@ from typeguard import typechecked
 
 from espnet2_stacking.upstreams.abs_upstream import DTYPES, NORMALIZATIONS, AbsUpstream
 
+TORCHAUDIO_CONFIG = "torchaudio_config.json"  # as torchaudio_model.TORCHAUDIO_CONFIG
+
 SUPPORTED = (
     "random:<hubert|wav2vec2|wavlm>[?key=value&...] (a tiny random teacher); "
     "fbank[?n_mels=N] (log-mel filterbanks: a downstream baseline); "
     "a directory with config.json (Hugging Face HubertModel / WavLMModel / Wav2Vec2Model); "
     "a .pt file (fairseq HuBERT / wav2vec 2.0, unilm WavLM); "
-    "a .pth file with config.yaml beside it (ESPnet SSL model)"
+    "a .pth file with config.yaml beside it (ESPnet SSL model); "
+    "a .pth file with torchaudio_config.json beside it (torchaudio wav2vec2_model state dict)"
 )
 
 
@@ -78,6 +83,11 @@ def load_upstream(spec: str, *, dtype: str = "float32", device: str = "cpu",
         from espnet2_stacking.upstreams.fairseq_import import load_fairseq_upstream
 
         teacher = load_fairseq_upstream(path, dtype=dtype, normalize=normalize)
+    elif path.suffix == ".pth" and (path.parent / TORCHAUDIO_CONFIG).exists() \
+            and not (path.parent / "config.yaml").exists():
+        from espnet2_stacking.upstreams.torchaudio_model import load_torchaudio_checkpoint
+
+        teacher = load_torchaudio_checkpoint(path, dtype=dtype, normalize=normalize)
     elif path.suffix == ".pth":
         from espnet2_stacking.upstreams.espnet_ssl import load_espnet_ssl_upstream
 

@@ -201,3 +201,30 @@ class TorchaudioUpstream(AbsUpstream):
             )
             states.append(x)
         return states
+
+
+TORCHAUDIO_CONFIG = "torchaudio_config.json"  # beside model.pth: wav2vec2_model's kwargs
+
+
+@typechecked
+def load_torchaudio_checkpoint(path: Path, dtype: str = "float32",
+                               normalize: str = "none") -> TorchaudioUpstream:
+    """A teacher from a torchaudio checkpoint: ``path`` holds the state dict of
+    ``torchaudio.models.wav2vec2_model(**kwargs)``, the kwargs in torchaudio_config.json beside
+    it (what stage 4 writes for a hubert student)."""
+    import json
+
+    config_file = path.parent / TORCHAUDIO_CONFIG
+    kwargs = json.loads(config_file.read_text(encoding="utf-8"))
+    if not isinstance(kwargs, dict) or "encoder_num_layers" not in kwargs:
+        raise ValueError(f"{config_file}: not torchaudio.models.wav2vec2_model keyword arguments")
+    kwargs = {k: v for k, v in kwargs.items() if k != "aux_num_out"}
+    try:
+        model = build_torchaudio_model("hubert", kwargs)
+    except TypeError as e:
+        raise ValueError(f"{config_file}: {e}") from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: not a state dict")
+    load_strict(model, state, path)
+    return TorchaudioUpstream(model, source=str(path), dtype=dtype, normalize=normalize)

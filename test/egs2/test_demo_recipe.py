@@ -50,7 +50,7 @@ def test_the_whole_demo_at_smoke_size(tmp_path):
     for name in ("student", "student_random"):
         assert "The training was finished" in (exp / f"asr_{name}/train.log").read_text()
         assert (exp / f"asr_{name}/decode_test/1best_recog/text").exists()
-    assert res.stderr.count("started ASR training on") == 2
+    assert res.stderr.count("finished ASR training on") == 2  # two jobs (bin/run_jobs' log)
 
 
 def test_unknown_option_is_refused():

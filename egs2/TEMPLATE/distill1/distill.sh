@@ -4,16 +4,20 @@
 #   0 teacher pretraining   only without --teacher: a small HuBERT-style teacher trained on
 #                           ${train_set} by ESPnet's SSL task (--teacher_config), then probed
 #   1 data prep            local/data.sh -> Kaldi-style dirs in ${datadir}/
-#   2 teacher feature dump  chosen teacher hidden states -> fp16 .npy + .scp in ${dumpdir}/
+#   2 teacher feature dump  chosen teacher hidden states -> sharded targets in ${dumpdir}/ (codec
+#                           fp16, int8 or pq: --dump_args "--codec pq"), --nj jobs
 #   3 staged distillation   grow the student by the config's stacking_conf (DistillTask); its
 #                           student_cnn says whether the student's CNN is its own or the teacher's
-#   4 export student        ESPnet SSL-task model (stock espnet_ssl frontend), and the random
-#                           student of the same shape (downstream reference)
+#   4 export student        ESPnet SSL-task model (espnet student: stock espnet_ssl frontend;
+#                           hubert student: also HF, torchaudio, ESPnet ASR encoder), and the
+#                           random student of the same shape (downstream reference)
 #   5 downstream ASR        token list, collect stats, SUPERB-style ASR training on the student
 #   6 decoding              CTC decoding of ${test_sets}
 #   7 scoring               WER/CER in Python -> RESULTS.md
 #
 # Every stage is plain Python under espnet2_stacking.bin; this file only strings them together.
+# Parallel jobs (dump, ASR trainings, decoding) run through ESPnet's espnet3.parallel, here or
+# on the site's scheduler (--parallel_config); several nodes train through espnet2.bin.launch.
 set -euo pipefail
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[0]##*/}:${BASH_LINENO[0]}) $*" >&2; }
@@ -23,6 +27,11 @@ stage=0                 # first stage to run
 stop_stage=7            # last stage to run
 ngpu=0                  # GPUs for the teacher dump, distillation and ASR (0: CPU)
 nj=4                    # parallel jobs for data prep, dump and decoding
+parallel_config=conf/parallel.yaml  # the site's file: where jobs run (cpu/gpu classes: local,
+                        #   Slurm, SGE, PBS, SSH...) and how stages 3 and 5 span nodes (launch:);
+                        #   missing: everything on this machine
+num_nodes=1             # nodes for distillation and ASR training (espnet2.bin.launch; --ngpu
+                        #   is per node; a site's launch.hosts sets the nodes itself)
 python=python3          # interpreter (tools/venv's after activate_python.sh)
 datadir=data            # Kaldi-style data dirs
 dumpdir=dump            # teacher features
@@ -87,36 +96,44 @@ run_stage() {  # run_stage N function: runs it when N is within [stage, stop_sta
     fi
 }
 
-# ---- a job pool: at most pool_max commands at once, each logging to its own file ----------
-declare -A pool_jobs=()  # pid -> "description|log file"
-pool_max=1
-pool_failed=0
-pool_run() {  # pool_run DESCRIPTION LOG_FILE COMMAND...: start it once a slot is free
-    local desc=$1 logf=$2; shift 2
-    while [ "${#pool_jobs[@]}" -ge "${pool_max}" ]; do pool_wait_one; done
-    if [ "${pool_failed}" -ne 0 ]; then log "not started after a failure: ${desc}"; return; fi
-    mkdir -p "$(dirname "${logf}")"
-    "$@" > "${logf}" 2>&1 &
-    pool_jobs[$!]="${desc}|${logf}"
-    log "started ${desc} (log: ${logf})"
+# ---- parallel jobs: queued in a list, run by ESPnet's parallel engine (espnet3.parallel, Dask)
+# on this machine or on the site's scheduler (${parallel_config}), each logging to its own file
+jobs_file=""
+jobs_begin() { mkdir -p "${expdir}"; jobs_file=$(mktemp "${expdir}/.jobs.XXXXXX"); }
+jobs_add() {  # jobs_add DESCRIPTION LOG_FILE COMMAND...
+    printf '%s\t%s\t%s\n' "$1" "$2" "$(printf '%q ' "${@:3}")" >> "${jobs_file}"
 }
-pool_wait_one() {
-    local pid rc=0 desc logf
-    wait -n -p pid "${!pool_jobs[@]}" || rc=$?
-    desc=${pool_jobs[$pid]%|*}; logf=${pool_jobs[$pid]##*|}
-    unset "pool_jobs[$pid]"
-    if [ "${rc}" -ne 0 ]; then
-        log "${desc} failed (exit ${rc}); the end of ${logf}:"
-        tail -n 20 "${logf}" >&2
-        pool_failed=1
+jobs_run() {  # jobs_run CLASS MAX_AT_ONCE [GPUS]: run the queued jobs; stop the recipe if one
+              # failed. GPUS: this machine's GPUs dealt one to a job (jobs that use one GPU)
+    local rc=0 conf=()
+    [ -f "${parallel_config}" ] && conf=(--parallel_config "${parallel_config}")
+    ${python} -m espnet2_stacking.bin.run_jobs --jobs "${jobs_file}" --job_class "$1" \
+        --max_jobs "$2" --ngpu "${3:-0}" "${conf[@]}" || rc=$?
+    rm -f "${jobs_file}"
+    [ "${rc}" -eq 0 ] || exit 1
+}
+job_class() { if [ "${ngpu}" -gt 0 ]; then echo gpu; else echo cpu; fi; }
+parallel_value() {  # parallel_value KEY DEFAULT: a value of ${parallel_config} (a.b: nested)
+    if [ -f "${parallel_config}" ]; then config_value "${parallel_config}" "$1" "$2"; else echo "$2"; fi
+}
+multi_node() { [ "${num_nodes}" -gt 1 ] || [ "$(parallel_value launch.hosts none)" != none ]; }
+launch_train() {  # launch_train LOG_FILE COMMAND...: on several nodes through ESPnet's launcher
+    local logf=$1 cmd hosts opts=(); shift
+    cmd=$(parallel_value launch.cmd none); hosts=$(parallel_value launch.hosts none)
+    opts=(--log "${logf}" --ngpu "${ngpu}" --init_file_prefix "${expdir}/.dist_init_"
+          --envfile "$(parallel_value launch.envfile path.sh)")
+    if [ "${hosts}" != none ]; then
+        opts+=(--host "${hosts}")  # SSH: one process per host (and GPU)
+    elif [ "${cmd}" != none ]; then
+        opts+=(--cmd "${cmd}" --num_nodes "${num_nodes}")  # slurm.pl: srun; queue.pl: mpirun
+    else
+        log "--num_nodes ${num_nodes}: set launch.cmd (or launch.hosts) in ${parallel_config} (README: Running on a cluster)"
+        exit 2
     fi
-}
-pool_wait_all() {  # every started job ends; then stop the recipe if one failed
-    while [ "${#pool_jobs[@]}" -gt 0 ]; do pool_wait_one; done
-    [ "${pool_failed}" -eq 0 ] || exit 1
-}
-split_threads() {  # CPU threads for each of N jobs running at once
-    local t=$(( $(nproc) / $1 )); [ "${t}" -ge 1 ] || t=1; echo "${t}"
+    log "launching on ${hosts/none/${num_nodes} nodes} x ${ngpu} GPU(s) through espnet2.bin.launch (log: ${logf})"
+    mkdir -p "$(dirname "${logf}")"
+    ${python} -m espnet2.bin.launch "${opts[@]}" -- "$@" \
+        || { log "multi-node training failed; see ${logf}"; exit 1; }
 }
 
 data_prepared=false
@@ -171,12 +188,37 @@ stage_dump() {
         return
     fi
     require_teacher; require_config
-    # one process for both sets: the interpreter starts and the teacher loads once
+    local j sets=(--data_dir "${datadir}/${train_set}" "${datadir}/${valid_set}"
+                  --out_dir "${dumpdir}/${train_set}" "${dumpdir}/${valid_set}")
+    if [[ " ${dump_args} " =~ [[:space:]]--codec[[:space:]=]+(int8|pq)[[:space:]] ]]; then
+        # the codec files first (trained on ${train_set}, used for both sets): one job, on a GPU
+        # node with --ngpu; every dump job reads them
+        jobs_begin
+        # shellcheck disable=SC2086
+        jobs_add "dump codecs" "${dumpdir}/logdir/codecs.log" \
+            ${python} -m espnet2_stacking.bin.dump_teacher_feats "${sets[@]}" --teacher "${teacher}" \
+            --dtype "${teacher_dtype}" --distill_config "${distill_config}" --codecs_only true \
+            --ngpu "$(( ngpu > 0 ? 1 : 0 ))" ${dump_args}
+        jobs_run "$(job_class)" 1 "${ngpu}"
+    fi
+    # ${nj} jobs, each its share of both sets' shards (the teacher loads once a job; on a GPU
+    # node with --ngpu); then one process verifies both sets and writes their lists (dumping
+    # whatever a job left undone)
+    jobs_begin
+    for j in $(seq "${nj}"); do
+        # shellcheck disable=SC2086
+        jobs_add "dump job ${j}/${nj}" "${dumpdir}/logdir/dump.${j}.log" \
+            ${python} -m espnet2_stacking.bin.dump_teacher_feats "${sets[@]}" --teacher "${teacher}" \
+            --dtype "${teacher_dtype}" --distill_config "${distill_config}" --job "${j}/${nj}" \
+            --ngpu "$(( ngpu > 0 ? 1 : 0 ))" ${dump_args}
+    done
+    log "teacher dump: ${nj} job(s), logs in ${dumpdir}/logdir/dump.*.log"
+    jobs_run "$(job_class)" "${nj}" "${ngpu}"
     # shellcheck disable=SC2086
     ${python} -m espnet2_stacking.bin.dump_teacher_feats \
         --data_dir "${datadir}/${train_set}" "${datadir}/${valid_set}" \
         --out_dir "${dumpdir}/${train_set}" "${dumpdir}/${valid_set}" --teacher "${teacher}" \
-        --dtype "${teacher_dtype}" --distill_config "${distill_config}" --nj "${nj}" --ngpu "${ngpu}" \
+        --dtype "${teacher_dtype}" --distill_config "${distill_config}" --nj 1 --ngpu "${ngpu}" \
         ${dump_args}
 }
 
@@ -196,7 +238,7 @@ stage_distill() {
             opts+=(--train_dump_dir "${dumpdir}/${train_set}" --valid_dump_dir "${dumpdir}/${valid_set}") ;;
         *) log "--teacher_mode must be dump or online, got '${teacher_mode}'"; exit 2 ;;
     esac
-    [ "${ngpu}" -gt 1 ] && opts+=(--multiprocessing_distributed true)
+    [ "${ngpu}" -gt 1 ] && ! multi_node && opts+=(--multiprocessing_distributed true)
     if ${epoch_from_data}; then
         local utts batch_size
         utts=$(wc -l < "${datadir}/${train_set}/wav.scp")
@@ -205,8 +247,10 @@ stage_distill() {
         opts+=(--num_iters_per_epoch $(( (utts + batch_size - 1) / batch_size )))
         log "an epoch is one pass over ${utts} utterances: num_iters_per_epoch $(( (utts + batch_size - 1) / batch_size ))"
     fi
+    local run=()  # one node: as it is; several: through ESPnet's launcher (it adds the ranks)
+    multi_node && run=(launch_train "${expdir}/distill_$(distill_tag)/train.log")
     # shellcheck disable=SC2086
-    ${python} -m espnet2_stacking.bin.distill_train --config "${distill_config}" \
+    "${run[@]}" ${python} -m espnet2_stacking.bin.distill_train --config "${distill_config}" \
         --output_dir "${expdir}/distill_$(distill_tag)" --ngpu "${ngpu}" --resume true \
         --train_data_path_and_name_and_type "${datadir}/${train_set}/wav.scp,speech,sound" \
         --train_shape_file "${datadir}/${train_set}/utt2num_samples" \
@@ -302,8 +346,8 @@ stage_asr_train() {
         log "--asr_nj ${asr_nj} with --ngpu ${ngpu}: parallel ASR trainings would share the GPUs; use --asr_nj 1"
         exit 2
     fi
-    local name spec asr_dir stats data opts=() dist_opts=() names=() specs=() stats_dirs=() tag d i threads
-    [ "${ngpu}" -gt 1 ] && dist_opts+=(--multiprocessing_distributed true)
+    local name spec asr_dir stats data opts=() dist_opts=() names=() specs=() stats_dirs=() tag d i
+    [ "${ngpu}" -gt 1 ] && ! multi_node && dist_opts+=(--multiprocessing_distributed true)
     for name in ${asr_upstreams}; do
         spec=$(asr_upstream_spec "${name}")
         [ -n "${spec}" ] || continue
@@ -341,18 +385,19 @@ stage_asr_train() {
             --output_dir "${stats}.tmp"
         rm -rf "${stats}"; mv "${stats}.tmp" "${stats}"
     done
-    pool_max=${asr_nj}
-    threads=$(split_threads "$(( asr_nj < ${#names[@]} ? asr_nj : ${#names[@]} ))")
+    multi_node || jobs_begin
     for i in "${!names[@]}"; do
         asr_dir="${expdir}/asr_${names[$i]}"
         stats=${stats_dirs[$i]}
         # shellcheck disable=SC2046
         opts=(--config "${asr_config}" --frontend_conf "upstream=${specs[$i]}" $(token_opts) "${data[@]}")
         [ "$(config_value "${asr_config}" normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
+        # one node: a job each (--asr_nj at once); several nodes: one after the other, each
+        # on all of them through ESPnet's launcher
+        local run=(jobs_add "ASR training on '${names[$i]}' (upstream ${specs[$i]})" "${asr_dir}/train.log")
+        multi_node && run=(launch_train "${asr_dir}/train.log")
         # shellcheck disable=SC2086
-        pool_run "ASR training on '${names[$i]}' (upstream ${specs[$i]})" "${asr_dir}/train.log" \
-            env OMP_NUM_THREADS="${OMP_NUM_THREADS:-${threads}}" \
-            ${python} -m espnet2_stacking.bin.asr_train "${opts[@]}" --ngpu "${ngpu}" "${dist_opts[@]}" \
+        "${run[@]}" ${python} -m espnet2_stacking.bin.asr_train "${opts[@]}" --ngpu "${ngpu}" "${dist_opts[@]}" \
             --resume true --output_dir "${asr_dir}" \
             --train_shape_file "${stats}/train/speech_shape" \
             --train_shape_file "${stats}/train/text_shape" \
@@ -360,7 +405,7 @@ stage_asr_train() {
             --valid_shape_file "${stats}/valid/text_shape" \
             ${asr_args}
     done
-    pool_wait_all
+    multi_node || jobs_run "$(job_class)" "${asr_nj}"
     for name in "${names[@]}"; do
         log "ASR on '${name}' finished: valid loss_ctc $(grep -o 'valid\] loss_ctc=[^,]*' "${expdir}/asr_${name}/train.log" | tail -n 1 | sed 's/.*=//')"
     done
@@ -395,7 +440,7 @@ decode_merge() {  # decode_merge ASR_DIR SET
 }
 
 stage_decode() {
-    local name spec dset asr_dir i j jobs pairs=() counts=() total=0 threads logdir
+    local name spec dset asr_dir i j jobs pairs=() counts=() total=0 logdir
     for name in ${asr_upstreams}; do
         spec=$(asr_upstream_spec "${name}")
         [ -n "${spec}" ] || continue
@@ -406,16 +451,14 @@ stage_decode() {
         done
     done
     [ "${total}" -gt 0 ] || { log "nothing to decode (--asr_upstreams '${asr_upstreams}', --test_sets '${test_sets}')"; exit 1; }
-    pool_max=${nj}
-    threads=$(split_threads "$(( nj < total ? nj : total ))")
+    jobs_begin
     for i in "${!pairs[@]}"; do
         read -r asr_dir dset <<< "${pairs[$i]}"
         logdir="${asr_dir}/decode_${dset}/logdir"
         log "decoding ${dset} with ${asr_dir}/${asr_decode_model}: ${counts[$i]} job(s), logs in ${logdir}/decode.*.log"
         for j in $(seq "${counts[$i]}"); do
             # shellcheck disable=SC2086
-            pool_run "decoding job ${j}/${counts[$i]} of ${asr_dir}/decode_${dset}" "${logdir}/decode.${j}.log" \
-                env OMP_NUM_THREADS="${OMP_NUM_THREADS:-${threads}}" \
+            jobs_add "decoding job ${j}/${counts[$i]} of ${asr_dir}/decode_${dset}" "${logdir}/decode.${j}.log" \
                 ${python} -m espnet2_stacking.bin.asr_inference \
                 --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --batch_size 1 --ctc_weight 1.0 --lm_weight 0.0 \
                 --beam_size "${decode_beam_size}" \
@@ -425,7 +468,7 @@ stage_decode() {
                 ${inference_args}
         done
     done
-    pool_wait_all
+    jobs_run "$(job_class)" "${nj}" "${ngpu}"
     for i in "${!pairs[@]}"; do
         read -r asr_dir dset <<< "${pairs[$i]}"
         decode_merge "${asr_dir}" "${dset}"

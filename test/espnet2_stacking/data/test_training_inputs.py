@@ -12,10 +12,11 @@ from espnet2_stacking.pipelines.teacher_dump import dump_teacher_states
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
-    """data/train with dumped states 2 and 4 (hidden size 32)."""
+    """data/train with dumped states 2 and 4 (hidden size 32), one .npy per utterance (the
+    file-by-file check; sharded dumps: test_frame_shards.py)."""
     root = tmp_path_factory.mktemp("inputs")
     data = write_data_dir(root / "data", "train", 6)
-    dump_teacher_states(data, root / "dump", TEACHER, [2, 4], nj=1)
+    dump_teacher_states(data, root / "dump", TEACHER, [2, 4], nj=1, shard_size=0)
     return root
 
 
@@ -114,11 +115,12 @@ def test_distill_train_stops_before_training_on_a_bad_list(tiny_corpus, tmp_path
     shutil.copytree(tiny_corpus, root)
     for scp in root.rglob("*.scp"):
         scp.write_text(scp.read_text().replace(f"{tiny_corpus}/", f"{root}/"))
-    uttid, path = (root / "dump/dev/layer_4.scp").read_text().split("\n")[0].split()
+    uttid, value = (root / "dump/dev/layer_4.scp").read_text().split("\n")[0].split()
+    path = value.rsplit(":", 2)[0]  # the dump's shard holding the utterance's rows
     np.save(path, np.load(path)[:, :8])
     res = run_distill_train_in_process(train_args(root, write_config(tmp_path / "c.yaml"), tmp_path / "exp"))
     assert res.returncode == 1
-    assert f"utterance '{uttid}'" in res.stderr and "expected (frames, 32)" in res.stderr
+    assert f"{path}: " in res.stderr and "its record says" in res.stderr
     assert "epoch started" not in res.stderr
 
 

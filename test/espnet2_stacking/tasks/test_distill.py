@@ -309,16 +309,26 @@ def _poison(tiny_corpus, tmp_path, every: int):
     root = tmp_path / "corpus"
     shutil.copytree(tiny_corpus / "data", root / "data")
     shutil.copytree(tiny_corpus / "dump", root / "dump")
+    from espnet2_stacking.data import frame_shards
+
+    dump = root / "dump/train"
     for t in (2, 4):
-        lines = (root / "dump/train" / f"layer_{t}.scp").read_text().splitlines()
+        lines = (dump / f"layer_{t}.scp").read_text().splitlines()
         rows = []
         for i, line in enumerate(lines):
-            uttid, path = line.split()
-            new = root / "dump/train" / f"layer_{t}" / f"{uttid}.npy"
-            if i % every == 0:
-                np.save(new, np.full_like(np.load(path), np.nan))
-            rows.append(f"{uttid} {new}")
-        (root / "dump/train" / f"layer_{t}.scp").write_text("\n".join(rows) + "\n")
+            uttid, value = line.split()
+            path, start, stop = value.replace(str(tiny_corpus), str(root)).rsplit(":", 2)
+            if i % every == 0:  # the utterance's rows of its shard, in place
+                array = np.load(path)
+                array[int(start):int(stop)] = np.nan
+                np.save(path, array)
+            rows.append(f"{uttid} {path}:{start}:{stop}")
+        (dump / f"layer_{t}.scp").write_text("\n".join(rows) + "\n")
+        for record in (dump / "shards").glob("*.json"):  # the poison is meant: record it
+            rec = json.loads(record.read_text())
+            shard = dump / rec["files"][f"layer_{t}"]["file"]
+            rec["files"][f"layer_{t}"]["sampled_digest"] = frame_shards.sampled_digest(shard)
+            record.write_text(json.dumps(rec))
     return root
 
 

@@ -1,0 +1,156 @@
+"""Jobs through ESPnet's parallel engine (espnet3.parallel): a local Dask cluster runs them at
+once, each into its log, a failure stops the rest and is named; the Slurm, SGE and PBS classes
+render the job scripts they would submit; the teacher dump in 2 jobs on 2 workers stores the
+same bytes for every utterance as one job."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import TEACHER, write_data_dir
+
+from espnet2_stacking.pipelines.jobs import (
+    Job,
+    JobsError,
+    job_env,
+    job_script,
+    quote,
+    read_job_class,
+    read_jobs,
+    run_jobs,
+)
+
+CONF = Path(__file__).parents[3] / "egs2" / "librispeech" / "distill1" / "conf"
+LOCAL = {"env": "local"}
+
+
+def test_jobs_run_at_once_each_into_its_log(tmp_path):
+    # each job waits for the other's file: only jobs running at the same time both finish
+    jobs = [Job(f"job {i}", f"logs/{i}.log",
+                f"touch started.{i}; for t in $(seq 400); do [ -e started.{1 - i} ] && break; "
+                f"sleep 0.05; done; [ -e started.{1 - i} ]; echo threads=$OMP_NUM_THREADS")
+            for i in (0, 1)]
+    run_jobs(jobs, LOCAL, max_jobs=2, cwd=str(tmp_path))
+    for i in (0, 1):
+        log = (tmp_path / f"logs/{i}.log").read_text()
+        assert log.startswith(f"# job {i} on ") and "# exit 0" in log
+        assert "threads=" in log
+
+
+def test_a_failed_job_stops_the_rest_and_is_named_with_its_log(tmp_path):
+    jobs = [Job("decoding job 1/3", "logs/1.log", "echo 'bad input in utt7' >&2; exit 3"),
+            Job("decoding job 2/3", "logs/2.log", "sleep 1; touch two"),
+            Job("decoding job 3/3", "logs/3.log", "touch three")]
+    with pytest.raises(JobsError) as e:
+        run_jobs(jobs, LOCAL, max_jobs=1, cwd=str(tmp_path))
+    msg = str(e.value)
+    assert "1 of 3 job(s) failed: decoding job 1/3 (log: logs/1.log)" in msg
+    assert "bad input in utt7" in msg  # the end of its log
+    # one at a time: the jobs after the failure never started
+    assert not (tmp_path / "two").exists() and not (tmp_path / "three").exists()
+    assert not (tmp_path / "logs/3.log").exists()
+
+
+def test_job_env_deals_threads_and_gpus():
+    assert job_env({"env": "local", "omp_num_threads": 3}, 0, 2, 0) == {"OMP_NUM_THREADS": "3"}
+    gpus = [job_env(LOCAL, i, 4, ngpu=2)["CUDA_VISIBLE_DEVICES"] for i in range(4)]
+    assert gpus == ["0", "1", "0", "1"]
+    # a scheduler job: its own cores, and its GPU is the scheduler's to assign
+    env = job_env({"env": "slurm", "options": {"cores": 8, "processes": 1}}, 1, 4, ngpu=2)
+    assert env == {"OMP_NUM_THREADS": "8"}
+
+
+def test_engine_config_caps_workers_and_runs_one_job_per_scheduler_worker():
+    from espnet2_stacking.pipelines.jobs import engine_config
+
+    local = engine_config(LOCAL, 4, num_jobs=2)
+    assert local.n_workers == 2 and local.options["processes"] is False
+    slurm = engine_config({"env": "slurm", "n_workers": 16, "options": {"cores": 8}}, 4, num_jobs=3)
+    assert slurm.n_workers == 3  # never a scheduler job without a recipe job
+    assert list(slurm.options["worker_extra_args"]) == ["--resources", "recipe_job=1"]
+
+
+def test_bad_jobs_file_and_config_are_named(tmp_path):
+    jobs = tmp_path / "jobs"
+    jobs.write_text("ok\tlog\techo\nbroken line without tabs\n")
+    with pytest.raises(JobsError, match=r"jobs:2: expected '<name>\\t<log>\\t<command>'"):
+        read_jobs(jobs)
+    conf = tmp_path / "parallel.yaml"
+    conf.write_text(yaml.safe_dump({"gpu": {"env": "slrum"}}))
+    with pytest.raises(JobsError, match="class 'gpu': env 'slrum' is none of"):
+        read_job_class(conf, "gpu")
+    conf.write_text(yaml.safe_dump({"gpu": {"env": "slurm", "cores": 8}}))
+    with pytest.raises(JobsError, match=r"unknown keys \['cores'\]"):
+        read_job_class(conf, "gpu")
+    assert read_job_class(conf, "cpu") == LOCAL  # a class the file lacks runs here
+    assert read_job_class(tmp_path / "missing.yaml", "gpu") == LOCAL
+    with pytest.raises(JobsError, match="no job script"):
+        job_script(None, "gpu")
+
+
+def test_slurm_sge_pbs_classes_render_their_job_scripts():
+    python = sys.executable
+    slurm = job_script(CONF / "parallel_slurm.yaml", "gpu")
+    for line in ("#SBATCH -p gpu", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=30G",
+                 "#SBATCH -t 24:00:00", "#SBATCH --gres=gpu:1",
+                 "source ../../../tools/activate_python.sh"):
+        assert line in slurm.splitlines(), (line, slurm)
+    worker = slurm.splitlines()[-1]
+    # this venv's python runs a Dask worker that takes one recipe job at a time
+    assert worker.startswith(f"{python} -m distributed.cli.dask_worker tcp://")
+    assert "--nthreads 8" in worker and "--resources recipe_job=1" in worker
+    cpu = job_script(CONF / "parallel_slurm.yaml", "cpu")
+    assert "#SBATCH -p cpu" in cpu and "#SBATCH --cpus-per-task=4" in cpu and "gres" not in cpu
+    sge = job_script(CONF / "parallel_sge.yaml", "gpu").splitlines()
+    for line in ("#$ -q gpu.q", "#$ -l gpu=1,h_vmem=4G,mem_free=32G", "#$ -l h_rt=24:00:00",
+                 "#$ -pe smp 8", "#$ -cwd", "#$ -V"):
+        assert line in sge, (line, sge)
+    assert "--resources recipe_job=1" in sge[-1] and sge[-1].startswith(python)
+    pbs = job_script(CONF / "parallel_pbs.yaml", "gpu").splitlines()
+    for line in ("#PBS -q gpu", "#PBS -l select=1:ncpus=8:ngpus=1:mem=32GB",
+                 "#PBS -l walltime=24:00:00", "cd $PBS_O_WORKDIR"):
+        assert line in pbs, (line, pbs)
+    assert "--resources recipe_job=1" in pbs[-1] and pbs[-1].startswith(python)
+
+
+@pytest.mark.slow
+def test_dump_in_two_jobs_on_two_workers_is_byte_identical_to_one_job(tmp_path):
+    from espnet2_stacking.pipelines.teacher_dump import dump_teacher_states
+
+    data = write_data_dir(tmp_path / "data", "train", 6)
+    # one thread a job in both runs: CPU kernels split over other thread counts round the
+    # last bits differently (a GPU dump does not depend on it)
+    local = {"env": "local", "omp_num_threads": 1}
+
+    def dump(out: str, nj: int) -> dict:
+        # small shards and batches: several, so both jobs of two dump some
+        jobs = [Job(f"dump job {j}/{nj}", f"{out}/logdir/dump.{j}.log", quote([
+            sys.executable, "-m", "espnet2_stacking.bin.dump_teacher_feats", "--data_dir", str(data),
+            "--out_dir", out, "--teacher", TEACHER, "--layers", "2,4", "--job", f"{j}/{nj}",
+            "--max_batch_seconds", "0.6", "--shard_size", "20000"])) for j in range(1, nj + 1)]
+        run_jobs(jobs, local, max_jobs=nj, cwd=str(tmp_path))
+        for j in range(1, nj + 1):
+            log = (tmp_path / f"{out}/logdir/dump.{j}.log").read_text()
+            assert f"job {j}/{nj}:" in log and "# exit 0" in log and " 0 utterances" not in log, log
+        # the last call verifies and writes the lists; nothing is left to dump
+        summary = dump_teacher_states(data, tmp_path / out, TEACHER, [2, 4], nj=1,
+                                      max_batch_seconds=0.6, shard_size=20_000)
+        assert summary["dumped_now"] == 0 and summary["utterances"] == 6
+        return targets(tmp_path / out)
+
+    def targets(root: Path) -> dict:
+        """What training reads: each list's utterances' stored frames, as bytes (shard files
+        may be cut differently for 1 and 2 jobs), and meta.json and utt2num_frames."""
+        out = {name: (root / name).read_bytes() for name in ("meta.json", "utt2num_frames")}
+        for scp in sorted(root.glob("*.scp")):
+            for line in scp.read_text().splitlines():
+                uttid, where = line.split()
+                path, start, stop = where.rsplit(":", 2)
+                out[f"{scp.name} {uttid}"] = np.load(path, mmap_mode="r")[int(start):int(stop)].tobytes()
+        return out
+
+    one, two = dump("one", 1), dump("two", 2)
+    assert len(one) == 2 + 2 * 6 and all(len(v) > 0 for v in one.values())
+    assert one == two
