@@ -20,6 +20,7 @@ from typing import List, Optional
 
 from espnet2_stacking.data.demo_corpus import ACCENTS, VARIANTS, prepare_demo_corpus
 from espnet2_stacking.data.kaldi_dir import ON_BAD_UTT, DataPrepError, format_summaries
+from espnet2_stacking.data.parallel_config import add_parallel_arguments, job_class_from_args
 
 
 def comma_list(value: str) -> List[str]:
@@ -49,6 +50,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0,
                         help="Same seed, same corpus (texts, voices, speeds, pitches, bytes)")
     parser.add_argument("--nj", type=int, default=1, help="Parallel synthesis jobs")
+    add_parallel_arguments(parser)
     parser.add_argument("--sid_held_out_every", type=int, default=6,
                         help="sid_{train,dev,test} (speaker ID, train voices): per voice, the "
                              "last of every N utterances to sid_test, the one before to sid_dev")
@@ -61,6 +63,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    cluster = job_class_from_args(args, "prepare_demo_corpus")
     try:
         summaries = prepare_demo_corpus(
             args.out_dir, args.audio_dir, train_hours=args.train_hours,
@@ -68,6 +71,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
             num_utts=args.num_utts, seed=args.seed, nj=args.nj, dev_voices=args.dev_voices,
             test_voices=args.test_voices, accents=args.accents, variants=args.variants,
             on_bad_utt=args.on_bad_utt, sid_held_out_every=args.sid_held_out_every,
+            cluster=cluster,
         )
     except DataPrepError as e:
         sys.exit(f"prepare_demo_corpus: error: {e}")

@@ -19,6 +19,7 @@ from typing import List, Optional
 
 from espnet2_stacking.data.kaldi_dir import ON_BAD_UTT, DataPrepError, format_summaries
 from espnet2_stacking.data.librispeech import prepare_librispeech
+from espnet2_stacking.data.parallel_config import add_parallel_arguments, job_class_from_args
 
 
 def comma_list(value: str) -> List[str]:
@@ -37,6 +38,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="Comma-separated sets, merged into one data dir")
     parser.add_argument("--out_dir", required=True, help="The data dir to write")
     parser.add_argument("--nj", type=int, default=1, help="Parallel audio-check jobs")
+    add_parallel_arguments(parser)
     parser.add_argument("--on_bad_utt", choices=ON_BAD_UTT, default="error",
                         help="error: stop at the first bad utterance; skip: log and count it")
     return parser
@@ -46,9 +48,10 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s (%(module)s:%(lineno)d) %(levelname)s: %(message)s")
+    cluster = job_class_from_args(args, "prepare_librispeech")
     try:
         summary = prepare_librispeech(args.librispeech_dir, args.sets, args.out_dir,
-                                      nj=args.nj, on_bad_utt=args.on_bad_utt)
+                                      nj=args.nj, on_bad_utt=args.on_bad_utt, cluster=cluster)
     except DataPrepError as e:
         sys.exit(f"prepare_librispeech: error: {e}")
     print(format_summaries({args.out_dir: summary}))

@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import List, Optional
 
+from espnet2_stacking.data.parallel_config import add_parallel_arguments, job_class_from_args
 from espnet2_stacking.pipelines.teacher_pretrain import pretrain_teacher
 
 
@@ -31,6 +32,7 @@ def get_parser() -> argparse.ArgumentParser:
                         help="k-means clusters (default: the hubert loss's num_classes, which "
                              "it must equal)")
     parser.add_argument("--nj", type=int, default=1, help="Processes for the MFCC features")
+    add_parallel_arguments(parser)
     parser.add_argument("--resume", action="store_true",
                         help="Continue the run in --out_dir instead of refusing a used dir")
     parser.add_argument("--seed", type=int, default=0, help="k-means and training seed")
@@ -64,7 +66,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         num_clusters=args.num_clusters, nj=args.nj, resume=args.resume, seed=args.seed,
         extra_dirs=args.extra_dirs, max_epoch=args.max_epoch,
         num_iters_per_epoch=args.num_iters_per_epoch, max_kmeans_frames=args.max_kmeans_frames,
-        num_threads=args.num_threads,
+        num_threads=args.num_threads, cluster=job_class_from_args(args, "pretrain_teacher"),
     )
     print(f"pretrain_teacher: {model}")
     if args.probe_dir is not None:  # bin/probe_teacher, in this process

@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet2_stacking.pipelines.jobs import JobsError, job_script, read_job_class, read_jobs, run_jobs
+from espnet2_stacking.data.parallel_config import ParallelConfigError
+from espnet2_stacking.pipelines.jobs import job_script, read_job_class, read_jobs, run_jobs
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -55,7 +56,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
             sys.exit(f"run_jobs: --max_jobs must be at least 1, got {args.max_jobs}")
         run_jobs(read_jobs(args.jobs), read_job_class(args.parallel_config, args.job_class),
                  args.max_jobs, ngpu=args.ngpu)
-    except JobsError as e:
+    except ParallelConfigError as e:  # a bad config, or a failed job (JobsError)
         sys.exit(f"run_jobs: {e}")
 
 

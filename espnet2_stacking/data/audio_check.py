@@ -8,13 +8,14 @@ without decoding whole files.
 import multiprocessing
 import os
 from pathlib import Path
-from typing import Callable, Iterator, Sequence, TypeVar, Union
+from typing import Callable, Iterator, Optional, Sequence, TypeVar, Union
 
 import soundfile
 from tqdm import tqdm
 from typeguard import typechecked
 
 from espnet2_stacking.core.frames import SAMPLE_RATE  # every data dir of this package is 16 kHz mono
+from espnet2_stacking.data.parallel_config import LOCAL, cluster_imap
 
 MISSING = "missing audio"
 UNREADABLE = "unreadable audio"
@@ -83,12 +84,26 @@ def parallel_imap(
     items: Sequence[T],
     nj: int,
     desc: str,
+    cluster: Optional[dict] = None,
 ) -> Iterator[R]:
     """``fn`` over ``items`` in input order on ``nj`` processes (in this process for nj=1),
     with a progress bar. ``fn`` must be a module-level function. Stopping the iteration early
-    (e.g. an exception in the caller) terminates the workers."""
+    (e.g. an exception in the caller) terminates the workers.
+
+    ``cluster``: a job class of the site's parallel config
+    (:func:`~espnet2_stacking.data.parallel_config.read_job_class`); when it is a cluster
+    (Slurm, SGE, PBS, SSH...), the items go in chunks to its Dask workers (its n_workers, else
+    ``nj``) instead of local processes."""
     bar = tqdm(total=len(items), desc=desc, unit="file")
     try:
+        if cluster is not None and cluster.get("env", LOCAL) != LOCAL:
+            workers = int(cluster.get("n_workers") or nj)
+            chunksize = max(1, min(1024, len(items) // (max(1, workers) * 8)))
+            for results in cluster_imap(fn, list(items), cluster, nj, chunksize):
+                for result in results:
+                    bar.update(1)
+                    yield result
+            return
         if nj <= 1 or len(items) <= 1:
             for item in items:
                 result = fn(item)

@@ -407,7 +407,8 @@ def _synthesize(job: Tuple[DemoUtt, str]) -> Union[Tuple[int, str], BadUtterance
 
 def _synthesize_split(split: str, voices: List[str], seconds: float, num_utts: Optional[int],
                       seed: int, nj: int, vocab: Vocabulary, wav_dir: Path,
-                      log: BadUttLog) -> Tuple[List[Utterance], Dict[str, str]]:
+                      log: BadUttLog, cluster: Optional[dict] = None
+                      ) -> Tuple[List[Utterance], Dict[str, str]]:
     """The split's utterances and their phone transcripts (utterance id -> phones)."""
     wav_dir.mkdir(parents=True, exist_ok=True)
     utts: List[Utterance] = []
@@ -424,7 +425,7 @@ def _synthesize_split(split: str, voices: List[str], seconds: float, num_utts: O
         index += count
         jobs = [(p, str(wav_dir / p.file_name)) for p in plans]
         before, reached = len(utts), False
-        with closing(parallel_imap(_synthesize, jobs, nj, f"synthesising {split}")) as results:
+        with closing(parallel_imap(_synthesize, jobs, nj, f"synthesising {split}", cluster)) as results:
             for (plan, path), result in zip(jobs, results):
                 if reached:
                     continue  # past the target: the file stays on disk for reruns, unused
@@ -459,6 +460,7 @@ def prepare_demo_corpus(
     variants: Sequence[str] = VARIANTS,
     on_bad_utt: str = "error",
     sid_held_out_every: int = 6,
+    cluster: Optional[dict] = None,
 ) -> Dict[str, dict]:
     """Write ``<out_dir>/{train,dev,test}`` (each with summary.json and ``text_phn``, the phone
     transcripts) and ``<out_dir>/sid_{train,dev,test}``: the train voices' utterances split by
@@ -466,7 +468,9 @@ def prepare_demo_corpus(
     the ASR dev/test voices stay unseen); return the summaries.
 
     Audio goes to ``<audio_dir>/<split>/`` (default ``<out_dir>/wavs``). ``num_utts``, when
-    given, replaces the durations: that many utterances per split.
+    given, replaces the durations: that many utterances per split. ``cluster``: a job class of
+    the site's parallel config; a cluster class synthesises on its workers (``nj`` local
+    processes otherwise).
 
     Example:
         >>> prepare_demo_corpus("data", "downloads/demo_wavs", train_hours=0.1, nj=2)
@@ -486,7 +490,7 @@ def prepare_demo_corpus(
     for split in SPLITS:
         log = BadUttLog(on_bad_utt)
         utts, phones = _synthesize_split(split, voices[split], targets[split], num_utts, seed, nj,
-                                         vocab, audio_dir / split, log)
+                                         vocab, audio_dir / split, log, cluster)
         # before write_kaldi_dir: its wav.scp, written last, marks the whole dir complete
         (out_dir / split).mkdir(parents=True, exist_ok=True)
         atomic_write_text(out_dir / split / PHONE_TEXT,

@@ -11,7 +11,7 @@ import os
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 from tqdm import tqdm
 from typeguard import typechecked
@@ -109,12 +109,14 @@ def prepare_librispeech(
     out_dir: Union[str, Path],
     nj: int = 1,
     on_bad_utt: str = "error",
+    cluster: Optional[dict] = None,
 ) -> dict:
     """Write ``out_dir`` (one data dir merging ``sets``) and its summary.json; return the summary.
 
     Every utterance's audio is checked (16 kHz, mono, non-empty, readable to its last frame).
     ``on_bad_utt="error"`` raises DataPrepError at the first bad utterance, naming its file;
-    ``"skip"`` logs and counts each one.
+    ``"skip"`` logs and counts each one. ``cluster``: a job class of the site's parallel
+    config; a cluster class checks the files on its workers (``nj`` local processes otherwise).
 
     Example:
         >>> prepare_librispeech("/data/LibriSpeech", ["dev-clean"], "data/dev_clean", nj=4)
@@ -124,7 +126,8 @@ def prepare_librispeech(
     if not listed and not log.skipped:
         raise DataPrepError(f"{librispeech_dir}: no utterances found in {', '.join(sets)}")
     utts: List[Utterance] = []
-    with closing(parallel_imap(_check, [u.path for u in listed], nj, "checking audio")) as res:
+    with closing(parallel_imap(_check, [u.path for u in listed], nj, "checking audio",
+                                 cluster)) as res:
         for u, n in zip(listed, res):
             if isinstance(n, AudioError):
                 log.add(BadUtterance.from_audio_error(u.utt_id, n))

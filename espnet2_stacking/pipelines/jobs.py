@@ -29,20 +29,22 @@ import shlex
 import socket
 import subprocess
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-import yaml
+from espnet2_stacking.data.parallel_config import (  # noqa: F401 (jobs' API: the config too)
+    JOB_RESOURCE,
+    LOCAL,
+    ParallelConfigError,
+    cluster_client,
+    engine_config,
+    known_envs,
+    read_job_class,
+)
 
-LOCAL = "local"
-CLASS_KEYS = {"env", "n_workers", "options", "omp_num_threads"}
-# a worker runs one job at a time on a scheduler's node: the job owns the node's cores/GPU
-JOB_RESOURCE = "recipe_job"
 
-
-class JobsError(RuntimeError):
+class JobsError(ParallelConfigError):
     """Bad jobs file or parallel config, or a job that failed (named, with its log)."""
 
 
@@ -65,56 +67,6 @@ def read_jobs(path: Path) -> List[Job]:
     if not jobs:
         raise JobsError(f"{path}: no jobs")
     return jobs
-
-
-def known_envs() -> List[str]:
-    from espnet3.parallel.parallel import CLUSTER_MAP
-
-    return [LOCAL, *CLUSTER_MAP]
-
-
-def read_job_class(config_path: Optional[Path], job_class: str) -> dict:
-    """The class's settings from the site's parallel config; local when none is given."""
-    if config_path is None or not Path(config_path).exists():
-        return {"env": LOCAL}
-    conf = yaml.safe_load(Path(config_path).read_text()) or {}
-    if not isinstance(conf, dict):
-        raise JobsError(f"{config_path}: expected a mapping of job classes (cpu:, gpu:)")
-    if job_class not in conf:
-        logging.info(f"{config_path} has no class '{job_class}': its jobs run locally")
-        return {"env": LOCAL}
-    entry = conf[job_class] or {}
-    unknown = set(entry) - CLASS_KEYS
-    if unknown:
-        raise JobsError(f"{config_path}: class '{job_class}' has unknown keys {sorted(unknown)} "
-                        f"(known: {sorted(CLASS_KEYS)})")
-    env = entry.get("env", LOCAL)
-    if env != LOCAL and env not in known_envs():
-        raise JobsError(f"{config_path}: class '{job_class}': env '{env}' is none of {known_envs()}")
-    if not isinstance(entry.get("options") or {}, dict):
-        raise JobsError(f"{config_path}: class '{job_class}': options must be a mapping")
-    return entry
-
-
-def engine_config(entry: dict, num_workers: int, num_jobs: Optional[int] = None):
-    """The ``espnet3.parallel`` config of a class: its n_workers (else num_workers) workers,
-    never more than num_jobs (a scheduler job without a recipe job would only wait)."""
-    from omegaconf import OmegaConf
-
-    env = entry.get("env", LOCAL)
-    options = dict(entry.get("options") or {})
-    if env == LOCAL:
-        # threads of this process: each job is a child process, so a worker only waits on it
-        options = {"processes": False, "threads_per_worker": 1, "dashboard_address": ":0",
-                   **options}
-    elif env != "ssh":
-        # one job at a time per worker, whatever cores the scheduler job holds
-        extra = list(options.get("worker_extra_args") or [])
-        options["worker_extra_args"] = extra + ["--resources", f"{JOB_RESOURCE}=1"]
-    workers = int(entry.get("n_workers") or num_workers)
-    if num_jobs is not None:
-        workers = max(1, min(workers, num_jobs))
-    return OmegaConf.create({"env": env, "n_workers": workers, "options": options})
 
 
 def job_script(config_path: Path, job_class: str) -> str:
@@ -192,7 +144,7 @@ def run_jobs(jobs: Sequence[Job], entry: dict, max_jobs: int, cwd: Optional[str]
     stop_name = f"recipe-jobs-stop-{uuid.uuid4().hex}"
     resources = {} if config.env in (LOCAL, "ssh") else {"resources": {JOB_RESOURCE: 1}}
     failed = []
-    with _client(config) as client:
+    with cluster_client(config) as client:
         stop = Event(stop_name, client=client)
         futures = {}
         for i, job in enumerate(jobs):
@@ -222,24 +174,6 @@ def run_jobs(jobs: Sequence[Job], entry: dict, max_jobs: int, cwd: Optional[str]
             f"{len(failed)} of {len(jobs)} job(s) failed: "
             + "; ".join(f"{j.name} (log: {j.log})" for j in failed)
             + f"\nthe end of {first.log}:\n{tail(Path(cwd, first.log))}")
-
-
-@contextmanager
-def _client(config):
-    """A Dask client of the class's cluster: espnet3.parallel builds it; a local one is
-    Dask's LocalCluster (what espnet3.parallel builds too), made here without espnet3's import
-    of torch, seconds a stage's job list need not wait for on this machine."""
-    if config.env != LOCAL:
-        from espnet3.parallel.parallel import get_client
-
-        with get_client(config) as client:
-            yield client
-        return
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=config.n_workers, **config.options) as cluster, \
-            Client(cluster) as client:
-        yield client
 
 
 def quote(argv: Sequence[str]) -> str:

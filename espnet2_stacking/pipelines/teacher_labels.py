@@ -106,9 +106,11 @@ def split_short(utts: Sequence[Utterance], where: str) -> tuple:
 
 
 @typechecked
-def mfcc_features(utts: Sequence[Utterance], nj: int = 1) -> Dict[str, np.ndarray]:
+def mfcc_features(utts: Sequence[Utterance], nj: int = 1,
+                  cluster: Optional[dict] = None) -> Dict[str, np.ndarray]:
     """{uttid: (num_frames, 39) float32} for utterances of >= 400 samples, in batches of
-    similar length on ``nj`` processes."""
+    similar length on ``nj`` processes (on the workers of ``cluster``, a job class of the
+    site's parallel config, when it is a cluster)."""
     for u in utts:
         if u.num_samples < WINDOW:
             raise LabelError(
@@ -117,7 +119,7 @@ def mfcc_features(utts: Sequence[Utterance], nj: int = 1) -> Dict[str, np.ndarra
             )
     batches = batches_by_length(utts, MAX_BATCH_SAMPLES)
     feats: Dict[str, np.ndarray] = {}
-    for result in parallel_imap(_batch_features, batches, nj, desc="mfcc"):
+    for result in parallel_imap(_batch_features, batches, nj, "mfcc", cluster):
         feats.update(result)
     return feats
 
@@ -224,7 +226,8 @@ def verify_labels(label_dir: Path, num_clusters: int) -> Dict[str, int]:
 
 @typechecked
 def write_label_dir(data_dir: Path, out_dir: Path, km: KMeansModel, nj: int = 1,
-                    feats: Optional[Dict[str, np.ndarray]] = None) -> dict:
+                    feats: Optional[Dict[str, np.ndarray]] = None,
+                    cluster: Optional[dict] = None) -> dict:
     """Label every usable utterance of ``data_dir`` into ``out_dir`` (see the module
     docstring); ``feats`` reuses features already computed. Returns the summary."""
     utts = read_data_dir(data_dir)
@@ -232,7 +235,7 @@ def write_label_dir(data_dir: Path, out_dir: Path, km: KMeansModel, nj: int = 1,
     if not usable:
         raise LabelError(f"{data_dir}: no utterance of at least {WINDOW} samples to label")
     if feats is None:
-        feats = mfcc_features(usable, nj=nj)
+        feats = mfcc_features(usable, nj=nj, cluster=cluster)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / SUMMARY).unlink(missing_ok=True)
     text = "".join(

@@ -184,8 +184,8 @@ def _check_record(out_dir: Path, record: dict, resume: bool) -> None:
 
 @typechecked
 def make_labels(data_dir: Path, valid_dir: Path, labels: Path, num_clusters: int, nj: int = 1,
-                seed: int = 0, extra_dirs: Sequence[Path] = (), max_kmeans_frames: int = 200000
-                ) -> None:
+                seed: int = 0, extra_dirs: Sequence[Path] = (), max_kmeans_frames: int = 200000,
+                cluster: Optional[dict] = None) -> None:
     """Sub-step 1 (see the module docstring); sets already finished are skipped."""
     labels.mkdir(parents=True, exist_ok=True)
     sets = {"train": data_dir, "valid": valid_dir, **{d.name: d for d in extra_dirs}}
@@ -202,7 +202,7 @@ def make_labels(data_dir: Path, valid_dir: Path, labels: Path, num_clusters: int
     else:
         usable, _ = split_short(read_data_dir(data_dir), str(data_dir))
         t = time.time()
-        train_feats = mfcc_features(usable, nj=nj)
+        train_feats = mfcc_features(usable, nj=nj, cluster=cluster)
         logger.info(f"labels: MFCC of {len(usable)} utterances in {time.time() - t:.1f} s")
         t = time.time()
         km = fit_kmeans(train_feats, num_clusters, seed=seed, max_frames=max_kmeans_frames)
@@ -211,7 +211,7 @@ def make_labels(data_dir: Path, valid_dir: Path, labels: Path, num_clusters: int
     write_token_list(labels / TOKENS, num_clusters)
     for name, d in todo.items():
         summary = write_label_dir(d, labels / name, km, nj=nj,
-                                  feats=train_feats if name == "train" else None)
+                                  feats=train_feats if name == "train" else None, cluster=cluster)
         logger.info(f"labels: {name} ({d}): {summary['utterances']} utterances, "
                     f"{summary['frames']} frames, {summary['skipped_short']} skipped (short)")
 
@@ -221,7 +221,8 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
                      num_clusters: Optional[int] = None, nj: int = 1, resume: bool = False,
                      seed: int = 0, extra_dirs: Sequence[Path] = (),
                      max_epoch: Optional[int] = None, num_iters_per_epoch: Optional[int] = None,
-                     max_kmeans_frames: int = 200000, num_threads: int = 1) -> Path:
+                     max_kmeans_frames: int = 200000, num_threads: int = 1,
+                     cluster: Optional[dict] = None) -> Path:
     """Run the four sub-steps (module docstring) and return ``<out_dir>/model.pth``.
 
     Args:
@@ -230,6 +231,8 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
         config: an ``espnet2.bin.ssl_train`` YAML with one hubert loss.
         num_clusters: k-means clusters; default (and it must equal) the loss's num_classes.
         nj: processes for the MFCC features.
+        cluster: a job class of the site's parallel config; a cluster class computes the MFCC
+            features on its workers.
         resume: continue a run in ``out_dir`` (without it, a used ``out_dir`` is refused).
         extra_dirs: further sets to label (e.g. data/test, for probing), as labels/<name>/.
         max_epoch, num_iters_per_epoch: override the config's (e.g. for smoke runs).
@@ -253,7 +256,7 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
 
     with _Timer(out_dir, "labels"):
         make_labels(data_dir, valid_dir, labels, want, nj=nj, seed=seed, extra_dirs=extra_dirs,
-                    max_kmeans_frames=max_kmeans_frames)
+                    max_kmeans_frames=max_kmeans_frames, cluster=cluster)
 
     common = ["--config", str(config), "--ngpu", "0", "--seed", str(seed),
               "--token_list", str(labels / TOKENS), *_logging_defaults(config)]

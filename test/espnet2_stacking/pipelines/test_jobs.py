@@ -11,6 +11,7 @@ import pytest
 import yaml
 from conftest import TEACHER, write_data_dir
 
+from espnet2_stacking.data.parallel_config import ParallelConfigError
 from espnet2_stacking.pipelines.jobs import (
     Job,
     JobsError,
@@ -79,10 +80,10 @@ def test_bad_jobs_file_and_config_are_named(tmp_path):
         read_jobs(jobs)
     conf = tmp_path / "parallel.yaml"
     conf.write_text(yaml.safe_dump({"gpu": {"env": "slrum"}}))
-    with pytest.raises(JobsError, match="class 'gpu': env 'slrum' is none of"):
+    with pytest.raises(ParallelConfigError, match="class 'gpu': env 'slrum' is none of"):
         read_job_class(conf, "gpu")
     conf.write_text(yaml.safe_dump({"gpu": {"env": "slurm", "cores": 8}}))
-    with pytest.raises(JobsError, match=r"unknown keys \['cores'\]"):
+    with pytest.raises(ParallelConfigError, match=r"unknown keys \['cores'\]"):
         read_job_class(conf, "gpu")
     assert read_job_class(conf, "cpu") == LOCAL  # a class the file lacks runs here
     assert read_job_class(tmp_path / "missing.yaml", "gpu") == LOCAL
