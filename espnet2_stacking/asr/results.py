@@ -1,8 +1,11 @@
-"""RESULTS.md of the downstream ASR runs, in the shape of ESPnet's egs2 RESULTS.md files.
+"""RESULTS.md of the downstream runs (ASR, PR, SID), in the shape of ESPnet's egs2 RESULTS.md.
 
-One summary row per upstream (name, kind, parameters, stacking method, schedule,
-distillation wall time, WER/CER per test set), then one section per ASR run with ESPnet's
-``|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|`` tables for WER and CER.
+A summary table (one row per upstream: name, kind, parameters, stacking method, schedule,
+distillation wall time, and one column per task and test set: ASR CER, PR PER, SID accuracy);
+one table per task (the same upstream facts, the task's metrics, training and decoding
+time); then one section per run with ESPnet's ``|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|``
+tables (WER and CER for ASR, PER for PR: the word error rate over phone "words") and an
+accuracy table for SID.
 
 Where the facts come from:
     upstream spec      ``<asr_dir>/config.yaml`` -> ``frontend_conf.upstream``
@@ -13,6 +16,10 @@ Where the facts come from:
                        ``stacking_method``, ``stacking_schedule``, ``init`` ("random" for the
                        random-init export) and the last ``stacking_log`` line
                        ``{"summary": {"total_seconds": ...}}``; a teacher has none.
+    training time      ``<run_dir>/train_seconds`` (the recipe's jobs write it: the wall seconds
+                       of every run of the training job, resumed runs added)
+    decoding time      ``<run_dir>/decode_<set>/decode_seconds`` (the sum of the wall seconds of
+                       that set's decoding jobs)
 """
 
 import dataclasses
@@ -32,9 +39,18 @@ from espnet2_stacking.data.atomic import atomic_write_text
 HEADER = "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|"
 
 
+TASKS = ("asr", "pr", "sid")
+TASK_TITLES = {
+    "asr": "ASR (SUPERB-style: CTC over characters or BPE, no LM)",
+    "pr": "PR, phoneme recognition (SUPERB-style: CTC over phones; PER)",
+    "sid": "SID, speaker identification (SUPERB-style: mean-pooled linear classifier; accuracy)",
+}
+SUMMARY_METRIC = {"asr": ("cer", "CER"), "pr": ("per", "PER"), "sid": ("acc", "accuracy")}
+
+
 @dataclasses.dataclass
 class UpstreamInfo:
-    name: str  # the ASR run's name: asr_<name>
+    name: str  # the run's upstream name: <task>_<name>
     kind: str  # student / random student / teacher
     spec: str
     parameters: int
@@ -43,12 +59,36 @@ class UpstreamInfo:
     distill_seconds: Optional[float] = None
 
 
+@dataclasses.dataclass
+class DownstreamRun:
+    """One trained head: its task, its upstream, its scores per test set ({"wer", "cer"} for
+    asr, {"per"} for pr, {"acc"} for sid), and its times (None: not recorded)."""
+
+    task: str
+    upstream: UpstreamInfo
+    scores: Dict[str, Dict[str, ErrorCounts]]
+    train_seconds: Optional[float] = None
+    decode_seconds: Dict[str, Optional[float]] = dataclasses.field(default_factory=dict)
+
+
+@typechecked
+def read_seconds(path: Path) -> Optional[float]:
+    """A time file the recipe wrote (one number), or None when there is none."""
+    if not path.is_file():
+        return None
+    text = path.read_text().strip()
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{path}: expected a number of seconds, got {text[:40]!r}") from None
+
+
 @typechecked
 def upstream_spec(asr_dir: Path) -> str:
-    """The ``upstream`` of a trained ASR run's stacking_upstream frontend."""
+    """The ``upstream`` of a trained run's stacking_upstream frontend."""
     config_file = asr_dir / "config.yaml"
     if not config_file.is_file():
-        raise FileNotFoundError(f"{config_file} not found: did ASR training (stage 5) run?")
+        raise FileNotFoundError(f"{config_file} not found: did downstream training (stage 5) run?")
     with config_file.open(encoding="utf-8") as f:
         config = yaml.safe_load(f)
     if config.get("frontend") != "stacking_upstream":
@@ -71,16 +111,26 @@ def distill_seconds(stacking: dict, where: Path) -> Optional[float]:
 
 
 @typechecked
-def upstream_info(asr_dir: Path) -> UpstreamInfo:
-    """What RESULTS.md says about the upstream of one ASR run."""
+def upstream_info(asr_dir: Path, parameter_counts: Optional[Dict[str, int]] = None) -> UpstreamInfo:
+    """What RESULTS.md says about the upstream of one run (``<task>_<name>``).
+    ``parameter_counts``: spec -> parameters of upstreams counted before (filled in here), so
+    a teacher shared by several tasks is loaded once."""
     spec = upstream_spec(asr_dir)
-    name = asr_dir.name[len("asr_"):] if asr_dir.name.startswith("asr_") else asr_dir.name
-    stacking_file = None if spec.startswith("random:") else Path(spec).parent / "stacking.json"
+    name = asr_dir.name
+    for task in TASKS:
+        if name.startswith(f"{task}_"):
+            name = name[len(task) + 1:]
+            break
+    is_fbank = spec.split("?")[0] == "fbank"
+    stacking_file = None if spec.startswith("random:") or is_fbank else Path(spec).parent / "stacking.json"
     if stacking_file is None or not stacking_file.is_file():
-        from espnet2_stacking.upstreams.load import load_upstream  # imports ESPnet's SSL task: slow
+        counts = {} if parameter_counts is None else parameter_counts
+        if spec not in counts:
+            from espnet2_stacking.upstreams.load import load_upstream  # imports ESPnet's SSL task: slow
 
-        parameters = sum(p.numel() for p in load_upstream(spec).parameters())
-        return UpstreamInfo(name=name, kind="teacher", spec=spec, parameters=parameters)
+            counts[spec] = sum(p.numel() for p in load_upstream(spec).parameters())
+        kind = "FBANK baseline" if is_fbank else "teacher"
+        return UpstreamInfo(name=name, kind=kind, spec=spec, parameters=counts[spec])
     stacking = json.loads(stacking_file.read_text())
     parameters = stacking["parameters"]  # the student network alone, without loading it
     if stacking.get("init") == "random":
@@ -128,37 +178,82 @@ def _fmt(value, fmt: str = "{}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
+def _metric(run: DownstreamRun, test_set: str, metric: str) -> str:
+    got = run.scores.get(test_set)
+    if not got:
+        return "-"
+    if metric == "acc":
+        c = got["acc"]
+        return f"{100 * c.corr / c.snt:.1f}" if c.snt else "-"
+    return f"{100 * got[metric].error_rate:.1f}"
+
+
+def _upstream_cells(u: UpstreamInfo) -> List[str]:
+    return [u.name, u.kind, f"{u.parameters:,}", _fmt(u.stacking_method), _fmt(u.stacking_schedule)]
+
+
+def _sets(runs: List[DownstreamRun]) -> List[str]:
+    return sorted({s for run in runs for s in run.scores})
+
+
 @typechecked
-def render_results(runs: List[UpstreamInfo],
-                   scores: Dict[str, Dict[str, Dict[str, ErrorCounts]]],
+def render_results(runs: List[DownstreamRun],
                    stage_times: Optional[List[List[str]]] = None) -> str:
-    """RESULTS.md text; ``scores[run name][test set]`` = {"wer": ..., "cer": ...};
-    ``stage_times``: rows (stage, name, seconds) of the recipe's stage_times.tsv."""
-    sets = sorted({s for run in runs for s in scores[run.name]})
+    """RESULTS.md text of ``runs`` (any tasks, in ``TASKS`` order in the file; upstreams in
+    the order they first appear); ``stage_times``: rows (stage, name, seconds) of the
+    recipe's stage_times.tsv."""
+    tasks = [t for t in TASKS if any(r.task == t for r in runs)]
+    by_task = {t: [r for r in runs if r.task == t] for t in tasks}
+    upstreams: Dict[str, UpstreamInfo] = {}
+    for run in runs:
+        upstreams.setdefault(run.upstream.name, run.upstream)
     out = ["<!-- Generated by espnet2_stacking.bin.score_asr (recipe stage 7) -->", "# RESULTS",
            "## Environments", *_environment(), "",
-           "## Upstreams (frozen; SUPERB-style downstream ASR, CTC, no LM)", "",
-           "|upstream|kind|parameters|stacking method|schedule|distillation time (s)|"
-           + "".join(f"{s} WER (%)|{s} CER (%)|" for s in sets),
-           "|---|---|---|---|---|---|" + "---|---|" * len(sets)]
-    for run in runs:
-        cells = [run.name, run.kind, f"{run.parameters:,}", _fmt(run.stacking_method),
-                 _fmt(run.stacking_schedule), _fmt(run.distill_seconds, "{:.1f}")]
-        for s in sets:
-            got = scores[run.name].get(s)
-            cells += ([f"{100 * got['wer'].error_rate:.1f}", f"{100 * got['cer'].error_rate:.1f}"]
-                      if got else ["-", "-"])
+           "## Summary (frozen upstreams; one SUPERB-style head per task and upstream)", ""]
+    columns = [(t, s) for t in tasks for s in _sets(by_task[t])]
+    out += ["|upstream|kind|parameters|stacking method|schedule|distillation time (s)|"
+            + "".join(f"{t.upper()} {s} {SUMMARY_METRIC[t][1]} (%)|" for t, s in columns),
+            "|---|---|---|---|---|---|" + "---|" * len(columns)]
+    for name, u in upstreams.items():
+        cells = _upstream_cells(u) + [_fmt(u.distill_seconds, "{:.1f}")]
+        for t, s in columns:
+            run = next((r for r in by_task[t] if r.upstream.name == name), None)
+            cells.append(_metric(run, s, SUMMARY_METRIC[t][0]) if run else "-")
         out.append("|" + "|".join(cells) + "|")
+    for t in tasks:
+        sets = _sets(by_task[t])
+        metrics = {"asr": [("wer", "WER"), ("cer", "CER")], "pr": [("per", "PER")],
+                   "sid": [("acc", "accuracy")]}[t]
+        out += ["", f"## {TASK_TITLES[t]}", "",
+                "|upstream|kind|parameters|stacking method|schedule|"
+                + "".join(f"{s} {label} (%)|" for s in sets for _, label in metrics)
+                + "training time (s)|" + "".join(f"{s} decoding time (s)|" for s in sets),
+                "|---|---|---|---|---|" + "---|" * (len(sets) * (len(metrics) + 1) + 1)]
+        for run in by_task[t]:
+            cells = _upstream_cells(run.upstream)
+            cells += [_metric(run, s, m) for s in sets for m, _ in metrics]
+            cells.append(_fmt(run.train_seconds, "{:.1f}"))
+            cells += [_fmt(run.decode_seconds.get(s), "{:.1f}") for s in sets]
+            out.append("|" + "|".join(cells) + "|")
     for run in runs:
-        out += ["", f"## asr_{run.name}", f"- upstream: `{run.spec}` ({run.kind}, "
-                f"{run.parameters:,} parameters)"]
-        missing = {s: sc["wer"].missing for s, sc in scores[run.name].items() if sc["wer"].missing}
+        u = run.upstream
+        out += ["", f"## {run.task}_{u.name}", f"- upstream: `{u.spec}` ({u.kind}, "
+                f"{u.parameters:,} parameters)"]
+        first = {"asr": "wer", "pr": "per", "sid": "acc"}[run.task]
+        missing = {s: sc[first].missing for s, sc in run.scores.items() if sc[first].missing}
         if missing:
             out.append("- utterances without a hypothesis, scored as all deletions: "
                        + ", ".join(f"{s}: {n}" for s, n in sorted(missing.items())))
-        for metric in ("wer", "cer"):
+        if run.task == "sid":
+            out += ["", "### Accuracy", "", "|dataset|Snt|Corr|Err|Acc|", "|---|---|---|---|---|"]
+            for s in sorted(run.scores):
+                c = run.scores[s]["acc"]
+                out.append(f"|{s}|{c.snt}|{c.corr}|{c.snt - c.corr}|"
+                           f"{100 * c.corr / max(c.snt, 1):.1f}|")
+            continue
+        for metric in ("wer", "cer") if run.task == "asr" else ("per",):
             out += ["", f"### {metric.upper()}", "", HEADER, "|---|---|---|---|---|---|---|---|---|"]
-            out += [_row(s, scores[run.name][s][metric]) for s in sorted(scores[run.name])]
+            out += [_row(s, run.scores[s][metric]) for s in sorted(run.scores)]
     if stage_times:
         out += ["", "## Recipe stage times (this run's exp/stage_times.tsv; reruns append)", "",
                 "|stage|name|seconds|", "|---|---|---|"]
@@ -167,8 +262,7 @@ def render_results(runs: List[UpstreamInfo],
 
 
 @typechecked
-def write_results(path: Path, runs: List[UpstreamInfo],
-                  scores: Dict[str, Dict[str, Dict[str, ErrorCounts]]],
+def write_results(path: Path, runs: List[DownstreamRun],
                   stage_times: Optional[List[List[str]]] = None) -> None:
     """Write RESULTS.md atomically (a reader never sees half a file)."""
-    atomic_write_text(path, render_results(runs, scores, stage_times))
+    atomic_write_text(path, render_results(runs, stage_times))

@@ -33,11 +33,12 @@ UNITS = ("char", "word")
 
 def oov_counts(text: Path, tokens: set, unit: str = "char") -> Dict[str, object]:
     """{"chars": tokens counted, "oov": Counter of missing tokens, "utts_with_oov",
-    "empty": [uttids], "uttids": every id of the file}; a token is a character (spaces as
-    <space>) or, with unit "word", a whitespace-separated word or phone."""
+    "oov_uttids": [those utterances], "empty": [uttids], "uttids": every id of the file}; a
+    token is a character (spaces as <space>) or, with unit "word", a whitespace-separated word
+    or phone."""
     if unit not in UNITS:
         raise ValueError(f"unit '{unit}' is not one of {UNITS}")
-    oov, chars, utts, empty = Counter(), 0, 0, []
+    oov, chars, utts, empty, oov_utts = Counter(), 0, 0, [], []
     table = read_scp(text, allow_empty=True)
     for uttid, transcript in table.items():
         if not transcript.strip():
@@ -48,7 +49,10 @@ def oov_counts(text: Path, tokens: set, unit: str = "char") -> Dict[str, object]
         chars += len(units)
         oov.update(missing)
         utts += bool(missing)
-    return {"chars": chars, "oov": oov, "utts_with_oov": utts, "empty": empty, "uttids": set(table)}
+        if missing:
+            oov_utts.append(uttid)
+    return {"chars": chars, "oov": oov, "utts_with_oov": utts, "oov_uttids": oov_utts,
+            "empty": empty, "uttids": set(table)}
 
 
 def main(cmd: Optional[List[str]] = None) -> None:
@@ -81,7 +85,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
         shown = ", ".join(f"{c!r} x{n}" for c, n in r["oov"].most_common(5))
         print(f"check_text: {text}: {total} of {r['chars']} {what} ({100 * rate:.2f} %) in "
               f"{r['utts_with_oov']} utterances are not in {args.token_list} and become <unk>"
-              + (f": {shown}" if shown else ""), file=sys.stderr)
+              + (f": {shown}, e.g. in {', '.join(r['oov_uttids'][:3])}" if shown else ""),
+              file=sys.stderr)
         if args.utt_list is not None:
             listing = text.parent / args.utt_list
             try:

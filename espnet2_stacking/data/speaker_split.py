@@ -6,7 +6,7 @@ speaker, deterministically (by utterance id, no random state), and names the spe
 up in fewer than all three splits instead of dropping them.
 """
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Set
 
 from typeguard import typechecked
 
@@ -45,7 +45,13 @@ def split_by_speaker(utts: Sequence[Utterance], held_out_every: int = 6) -> Dict
 
 def speakers_missing_from(splits: Dict[str, List[Utterance]]) -> Dict[str, List[str]]:
     """speaker -> the SID splits it has no utterance in (only speakers missing somewhere)."""
-    present = {name: {u.speaker for u in us} for name, us in splits.items()}
+    return missing_speakers({name: {u.speaker for u in splits[name]} for name in SID_SPLITS})
+
+
+@typechecked
+def missing_speakers(present: Dict[str, Set[str]]) -> Dict[str, List[str]]:
+    """``present``: split name -> its speakers (in split order). Returns speaker -> the splits
+    it is absent from, for the speakers absent from at least one."""
     everyone = set().union(*present.values())
-    return {s: [n for n in SID_SPLITS if s not in present[n]] for s in sorted(everyone)
-            if any(s not in present[n] for n in SID_SPLITS)}
+    return {s: [n for n in present if s not in present[n]] for s in sorted(everyone)
+            if any(s not in speakers for speakers in present.values())}

@@ -31,7 +31,7 @@ def test_train_decode_score_round_trip(tmp_path):
     write_data_dir(tmp_path / "data", "dev", 3, seed=1)
     cmd = [str(DISTILL_SH), "--stage", "5", "--python", sys.executable, "--nj", "2",
            "--datadir", "data", "--expdir", "exp", "--train_set", "train", "--valid_set", "dev",
-           "--test_sets", "dev", "--teacher", UPSTREAM, "--asr_upstreams", "teacher student_random",
+           "--test_sets", "dev", "--teacher", UPSTREAM, "--upstreams", "teacher student_random",
            "--distill_config", "conf/distill_x.yaml", "--asr_config", str(asr_config(tmp_path / "asr.yaml")),
            "--asr_args", "--num_iters_per_epoch 2", "--results", "RESULTS.md",
            "--decode_min_utts", "1"]
@@ -60,9 +60,14 @@ def test_train_decode_score_round_trip(tmp_path):
 
     results = (tmp_path / "RESULTS.md").read_text()
     assert "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in results
-    row = re.search(r"^\|teacher\|teacher\|([\d,]+)\|-\|-\|-\|([\d.]+)\|([\d.]+)\|$", results, re.M)
+    # the ASR table: WER, CER, training and decoding time (what the jobs recorded)
+    row = re.search(r"^\|teacher\|teacher\|([\d,]+)\|-\|-\|([\d.]+)\|([\d.]+)\|([\d.]+)\|([\d.]+)\|$", results, re.M)
     assert row, results
     assert float(row.group(2)) == pytest.approx(100 * scores["wer"]["error_rate"], abs=0.06)
+    assert float(row.group(4)) == float((asr / "train_seconds").read_text()) > 0
+    job_seconds = [float(p.read_text()) for p in (asr / "decode_dev/logdir").glob("seconds.*")]
+    assert len(job_seconds) == 2  # the sum of the two decoding jobs' wall times
+    assert float(row.group(5)) == pytest.approx(sum(job_seconds), abs=0.11)
     times = [t.split("\t")[0] for t in (tmp_path / "exp/stage_times.tsv").read_text().splitlines()]
     assert times == ["5", "6", "7"]
 

@@ -23,9 +23,13 @@ def run(workdir, *args):
                           cwd=RECIPE, capture_output=True, text=True, env={**os.environ})
 
 
+@pytest.mark.timeout(1200)  # three tasks x two upstreams: over 600 s on a loaded 2-core machine
 def test_the_whole_demo_at_smoke_size(tmp_path):
     """README's demo command with --smoke true: every stage 0-7, from nothing to RESULTS.md."""
-    res = run(tmp_path, "--smoke", "true", "--local_data_opts", f"--num_utts 16 --audio_dir {tmp_path}/wavs",
+    # run.sh's smoke corpus (6 voices, so that every train voice reaches the SID splits)
+    corpus = ("--num_utts 16 --accents en-us --variants m1,m2,m3,f1,f2,f3 --dev_voices 1 "
+              "--test_voices 1 --sid_held_out_every 3")
+    res = run(tmp_path, "--smoke", "true", "--local_data_opts", f"{corpus} --audio_dir {tmp_path}/wavs",
               "--results", f"{tmp_path}/RESULTS.md")
     assert res.returncode == 0, res.stderr[-4000:]
     exp = tmp_path / "exp"
@@ -40,17 +44,39 @@ def test_the_whole_demo_at_smoke_size(tmp_path):
     assert [r["to"] for r in log[:-1]] == [4, 6] and log[-1]["summary"]["final_depth"] == 6
     assert json.loads((tmp_path / "dump/train/meta.json").read_text())["teacher"] == str(exp / "teacher/model.pth")
     assert json.loads((exp / "student_interleaved_eql_random/stacking.json").read_text())["init"] == "random"
-    # stages 5-7: one row per upstream
+    # stages 5-7: asr, pr and sid on the student and FBANK (run.sh --smoke true)
     results = (tmp_path / "RESULTS.md").read_text()
-    assert "|student|student|" in results, results[:2000]
-    # the random student has the shape but no stacking history
-    assert re.search(r"\|student_random\|random student\|[\d,]+\|-\|-\|-\|", results), results[:2000]
-    # one shared collect-stats pass; the two ASR runs went side by side (run.sh: --asr_nj 2)
+    assert ("|upstream|kind|parameters|stacking method|schedule|distillation time (s)|"
+            "ASR test CER (%)|PR test PER (%)|SID sid_test accuracy (%)|") in results, results[:3000]
+    assert re.search(r"^\|student\|student\|[\d,]+\|interleaved\|eql\|[\d.]+(\|[\d.]+){3}\|$", results, re.M), results[:3000]
+    # FBANK: no weights, no stacking history, a number for each task
+    assert re.search(r"^\|fbank\|FBANK baseline\|0\|-\|-\|-(\|[\d.]+){3}\|$", results, re.M), results[:3000]
+    for title, metric in (("## ASR", "test CER (%)"), ("## PR", "test PER (%)"), ("## SID", "sid_test accuracy (%)")):
+        assert title in results and metric in results
+    # every task's table has each upstream with its training and decoding time
+    for task in ("asr", "pr", "sid"):
+        for name in ("student", "fbank"):
+            run_dir = exp / f"{task}_{name}"
+            assert "The training was finished" in (run_dir / "train.log").read_text()
+            assert float((run_dir / "train_seconds").read_text()) > 0
+            assert f"## {task}_{name}" in results
+    section = results[results.index("## PR"):results.index("## SID")]
+    row = re.search(r"^\|fbank\|FBANK baseline\|0\|-\|-\|([\d.]+)\|([\d.]+)\|([\d.]+)\|$", section, re.M)
+    assert row, section
+    assert float(row.group(2)) == float((exp / "pr_fbank/train_seconds").read_text())
+    assert float(row.group(3)) == float((exp / "pr_fbank/decode_test/decode_seconds").read_text())
+    per = json.loads((exp / "pr_fbank/decode_test/scores.json").read_text())["per"]
+    assert float(row.group(1)) == pytest.approx(100 * per["error_rate"], abs=0.06)
+    phones = (tmp_path / "data/token_list/phn/tokens.txt").read_text().split()
+    assert phones[:2] == ["<blank>", "<unk>"] and "<space>" not in phones  # phones, not characters
+    assert (exp / "sid_student/decode_sid_test/prediction/text").exists()
+    assert "check_speakers: 3 splits, 4 speakers in" in res.stderr
+    # one collect-stats pass per task, shared by the upstreams (no global_mvn)
     assert (exp / "asr_stats_char/train/speech_shape").exists()
-    for name in ("student", "student_random"):
-        assert "The training was finished" in (exp / f"asr_{name}/train.log").read_text()
-        assert (exp / f"asr_{name}/decode_test/1best_recog/text").exists()
-    assert res.stderr.count("finished ASR training on") == 2  # two jobs (bin/run_jobs' log)
+    assert (exp / "pr_stats_phn/train/text_shape").exists()
+    assert (exp / "sid_stats_spk/train/speech_shape").exists() and not (exp / "sid_fbank/stats").exists()
+    for task in ("asr", "pr", "sid"):  # two jobs each, side by side (run.sh: --asr_nj 2)
+        assert res.stderr.count(f"finished {task} training on") == 2, task
 
 
 def test_unknown_option_is_refused():

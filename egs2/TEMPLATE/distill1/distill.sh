@@ -11,12 +11,18 @@
 #   4 export student        ESPnet SSL-task model (espnet student: stock espnet_ssl frontend;
 #                           hubert student: also HF, torchaudio, ESPnet ASR encoder), and the
 #                           random student of the same shape (downstream reference)
-#   5 downstream ASR        token list, collect stats, SUPERB-style ASR training on the student
-#   6 decoding              CTC decoding of ${test_sets}
-#   7 scoring               WER/CER in Python -> RESULTS.md
+#   5 downstream training   SUPERB-style heads on each frozen upstream (--upstreams: student,
+#                           teacher, random student, FBANK) for each of --downstream_tasks:
+#                           asr (characters/BPE, CTC), pr (phones of ${phone_text}, CTC), sid
+#                           (speakers of ${sid_train_set}): token lists, input checks, collect
+#                           stats, training
+#   6 decoding              CTC decoding of ${test_sets} (asr, pr); classification of
+#                           ${sid_test_sets} (sid)
+#   7 scoring               WER/CER, PER, accuracy in Python -> RESULTS.md (a table per task
+#                           and a summary, with training and decoding times)
 #
 # Every stage is plain Python under espnet2_stacking.bin; this file only strings them together.
-# Parallel jobs (dump, ASR trainings, decoding) run through ESPnet's espnet3.parallel, here or
+# Parallel jobs (dump, downstream collect stats and trainings, decoding) run through ESPnet's espnet3.parallel, here or
 # on the site's scheduler (--parallel_config); several nodes train through espnet2.bin.launch.
 set -euo pipefail
 
@@ -51,25 +57,45 @@ distill_config=""       # YAML for stage 3; stage 2 dumps its stacking_conf.targ
 distill_args=""         # extra options for distill_train
 epoch_from_data=false   # true: an epoch is one pass over ${train_set} (num_iters_per_epoch =
                         #   ceil(utterances / the config's batch_size)); distill_args still win
-asr_config=""           # YAML for stage 5
-asr_args=""             # extra options for asr_train
-asr_nj=1                # ASR trainings run at once, one per upstream (CPU: threads are split
-                        # between them; on GPUs keep 1)
-asr_upstreams="student teacher student_random"  # upstreams of stages 5-7, each -> ${expdir}/asr_<name>:
+downstream_tasks=asr    # tasks of stages 5-7, space separated: asr (words: WER/CER), pr (phones:
+                        #   PER), sid (speaker ID: accuracy); each -> ${expdir}/<task>_<upstream>
+upstreams="student teacher student_random"  # upstreams of every task, each -> <task>_<name>:
                         #   student: stage 4's export; teacher: ${teacher}; student_random: its
-                        #   random-init export (skipped with a warning when stage 4 wrote none)
+                        #   random-init export (skipped with a warning when stage 4 wrote none);
+                        #   fbank: log-mel filterbanks (SUPERB's FBANK baseline)
+asr_upstreams=""        # the old name of --upstreams (still accepted)
+asr_config=""           # YAML for task asr
+asr_args=""             # extra options for asr_train (task asr)
+asr_nj=1                # downstream trainings (and collect-stats passes) run at once, every
+                        # task's (CPU: threads are split between them; on GPUs keep 1)
+pr_config=""            # YAML for task pr (ESPnet's ASR task on phones, CTC)
+pr_args=""              # extra options for asr_train (task pr)
+phone_text=text_phn     # task pr's transcripts in every data dir: "<utt> <phone> <phone> ..."
+pr_decode_model=valid.loss.ave.pth  # checkpoint of each PR run that stage 6 decodes with
+sid_config=""           # YAML for task sid (ESPnet's classification task)
+sid_args=""             # extra options for cls_train (task sid)
+sid_train_set=sid_train # task sid's data dirs: the same speakers in train, dev and test
+sid_valid_set=sid_dev
+sid_test_sets=sid_test  # space separated
+sid_decode_model=valid.acc.best.pth  # checkpoint of each SID run that stage 6 classifies with
+sid_inference_args=""   # extra options for cls_inference
 token_type=char         # ASR output units: char or bpe
 nbpe=300                # SentencePiece vocabulary size (token_type=bpe)
 asr_decode_model=valid.loss.ave.pth  # checkpoint of each ASR run that stage 6 decodes with
 decode_beam_size=1      # CTC prefix beam search width (1: greedy, as SUPERB)
 decode_min_utts=50      # fewest utterances per decoding job: a job costs an interpreter
                         # start and a model load, more than decoding a few utterances
-inference_args=""       # extra options for asr_inference
-results=RESULTS.md      # stage 7 writes the WER/CER tables here
+inference_args=""       # extra options for asr_inference (tasks asr and pr)
+results=RESULTS.md      # stage 7 writes every task's tables here
 
 # ---- end options
 # shellcheck source=scripts/parse_options.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/scripts/parse_options.sh"
+
+if [ -n "${asr_upstreams}" ]; then
+    log "--asr_upstreams is the old name of --upstreams (the upstreams of every downstream task): taken as --upstreams"
+    upstreams=${asr_upstreams}
+fi
 
 # Without --teacher, stage 0's output is the teacher of every later stage.
 teacher_dir="${expdir}/teacher"
@@ -80,7 +106,7 @@ if [ -z "${teacher}" ] && [ -n "${teacher_config}" ]; then
 fi
 
 stage_names=( "teacher pretraining" "data prep" "teacher feature dump" "staged distillation" "export student" \
-              "downstream ASR training" "decoding" "scoring" )
+              "downstream training" "decoding" "scoring" )
 timing_log="${expdir}/stage_times.tsv"
 mkdir -p "${expdir}"
 
@@ -99,6 +125,8 @@ run_stage() {  # run_stage N function: runs it when N is within [stage, stop_sta
 # ---- parallel jobs: queued in a list, run by ESPnet's parallel engine (espnet3.parallel, Dask)
 # on this machine or on the site's scheduler (${parallel_config}), each logging to its own file
 jobs_file=""
+# per-file work of data prep and teacher labelling: on the config's cpu class too
+parallel_opts=(); [ -f "${parallel_config}" ] && parallel_opts=(--parallel_config "${parallel_config}")
 jobs_begin() { mkdir -p "${expdir}"; jobs_file=$(mktemp "${expdir}/.jobs.XXXXXX"); }
 jobs_add() {  # jobs_add DESCRIPTION LOG_FILE COMMAND...
     printf '%s\t%s\t%s\n' "$1" "$2" "$(printf '%q ' "${@:3}")" >> "${jobs_file}"
@@ -140,8 +168,10 @@ data_prepared=false
 stage_data_prep() {
     if ${data_prepared}; then log "data prepared by stage 0 in this run"; return; fi
     [ -x local/data.sh ] || { log "local/data.sh is missing or not executable"; exit 1; }
+    local opts=()  # a local/data.sh that has the option gets the site's file (ours do)
+    grep -q '^parallel_config=' local/data.sh && opts=("${parallel_opts[@]}")
     # shellcheck disable=SC2086
-    local/data.sh --datadir "${datadir}" --nj "${nj}" ${local_data_opts}
+    local/data.sh --datadir "${datadir}" --nj "${nj}" "${opts[@]}" ${local_data_opts}
     data_prepared=true
 }
 
@@ -162,7 +192,7 @@ stage_teacher() {
     # shellcheck disable=SC2086
     ${python} -m espnet2_stacking.bin.pretrain_teacher --config "${teacher_config}" \
         --data_dir "${datadir}/${train_set}" --valid_dir "${datadir}/${valid_set}" \
-        --extra_dirs "${extra[@]}" --out_dir "${teacher_dir}" --nj "${nj}" --resume \
+        --extra_dirs "${extra[@]}" --out_dir "${teacher_dir}" --nj "${nj}" --resume "${parallel_opts[@]}" \
         --probe_dir "${datadir}/${probe_set}" ${teacher_args}
 }
 require_teacher() {
@@ -267,24 +297,56 @@ stage_export() {
         --out_dir "${expdir}/student_${tag}" --random_out_dir "${expdir}/student_${tag}_random"
 }
 
-# ---- stages 5-7: SUPERB-style ASR on each upstream ------------------------------------
-require_asr_config() {
-    [ -f "${asr_config}" ] || { log "--asr_config '${asr_config}' not found"; exit 2; }
+# ---- stages 5-7: SUPERB-style downstream tasks on each upstream ---------------------------
+# A task trains one head per upstream in ${expdir}/<task>_<upstream>: asr and pr through
+# ESPnet's ASR task (characters or BPE of text; phones of ${phone_text}), sid through ESPnet's
+# classification task (speakers of ${sid_train_set}).
+known_tasks="asr pr sid"
+task_var() { local v="$1_$2"; echo "${!v}"; }  # task_var TASK NAME: the value of --TASK_NAME
+check_tasks() {
+    local task config
+    [ -n "${downstream_tasks// /}" ] || { log "--downstream_tasks is empty (known: ${known_tasks})"; exit 2; }
+    for task in ${downstream_tasks}; do
+        [[ " ${known_tasks} " == *" ${task} "* ]] || { log "unknown task '${task}' in --downstream_tasks '${downstream_tasks}' (known: ${known_tasks})"; exit 2; }
+        config=$(task_var "${task}" config)
+        [ -f "${config}" ] || { log "--${task}_config '${config}' not found (task ${task} of --downstream_tasks '${downstream_tasks}')"; exit 2; }
+    done
 }
-token_dir() {
-    case "${token_type}" in
-        char) echo "${datadir}/token_list/char" ;;
-        bpe) echo "${datadir}/token_list/bpe_unigram${nbpe}" ;;
-        *) log "--token_type must be char or bpe, got '${token_type}'"; exit 2 ;;
+token_dir() {  # token_dir [TASK]: where the task's token list goes
+    case "${1:-asr}" in
+        pr) echo "${datadir}/token_list/phn" ;;
+        sid) echo "${datadir}/token_list/spk" ;;
+        *) case "${token_type}" in
+               char) echo "${datadir}/token_list/char" ;;
+               bpe) echo "${datadir}/token_list/bpe_unigram${nbpe}" ;;
+               *) log "--token_type must be char or bpe, got '${token_type}'"; exit 2 ;;
+           esac ;;
     esac
 }
-token_opts() {  # the token options every asr_train call gets
-    local dir; dir=$(token_dir)
-    echo "--token_type ${token_type} --token_list ${dir}/tokens.txt"
-    [ "${token_type}" = bpe ] && echo "--bpemodel ${dir}/bpe.model"
+token_opts() {  # token_opts [TASK]: the token options every training of the task gets
+    local dir; dir=$(token_dir "${1:-asr}")
+    case "${1:-asr}" in
+        pr) echo "--token_type word --token_list ${dir}/tokens.txt" ;;
+        sid) echo "--token_list ${dir}/tokens.txt" ;;
+        *) echo "--token_type ${token_type} --token_list ${dir}/tokens.txt"
+           [ "${token_type}" = bpe ] && echo "--bpemodel ${dir}/bpe.model" ;;
+    esac
     return 0
 }
-asr_upstream_spec() {  # name -> upstream spec on stdout; nothing: skip this upstream (warned)
+task_train_sets() { if [ "$1" = sid ]; then echo "${sid_train_set} ${sid_valid_set}"; else echo "${train_set} ${valid_set}"; fi; }
+task_test_sets() { if [ "$1" = sid ]; then echo "${sid_test_sets}"; else echo "${test_sets}"; fi; }
+task_labels() {  # task_labels TASK DATA_DIR: the labels as ESPnet data (path,name,type)
+    case "$1" in
+        asr) echo "$2/text,text,text" ;;
+        pr) echo "$2/${phone_text},text,text" ;;
+        sid) echo "$2/utt2spk,label,text" ;;
+    esac
+}
+task_module() {  # task_module TASK train|inference
+    if [ "$1" = sid ]; then echo "espnet2_stacking.bin.cls_$2"; else echo "espnet2_stacking.bin.asr_$2"; fi
+}
+task_shapes() { if [ "$1" = sid ]; then echo speech; else echo "speech text"; fi; }
+upstream_spec() {  # name -> upstream spec on stdout; nothing: skip this upstream (warned)
     local name=$1 student_dir
     student_dir="${expdir}/student_$(distill_tag)"
     case "${name}" in
@@ -298,27 +360,57 @@ asr_upstream_spec() {  # name -> upstream spec on stdout; nothing: skip this ups
                 log "WARNING: ${student_dir}_random/model.pth missing (stage 4 wrote no random-init student): skipping upstream student_random"
             fi ;;
         teacher) require_teacher; echo "${teacher}" ;;
-        *) log "unknown upstream '${name}' in --asr_upstreams (known: student teacher student_random)"; exit 2 ;;
+        fbank) echo fbank ;;
+        *) log "unknown upstream '${name}' in --upstreams (known: student teacher student_random fbank)"; exit 2 ;;
     esac
 }
+up_names=(); up_specs=()
+resolve_upstreams() {  # fills up_names and up_specs from --upstreams
+    local name spec
+    up_names=(); up_specs=()
+    for name in ${upstreams}; do
+        spec=$(upstream_spec "${name}")
+        [ -n "${spec}" ] || continue
+        up_names+=("${name}"); up_specs+=("${spec}")
+    done
+    [ ${#up_names[@]} -gt 0 ] || { log "no upstream to train on (--upstreams '${upstreams}')"; exit 1; }
+}
 
-make_token_list() {
-    local dir text="${datadir}/${train_set}/text" opts=()
-    dir=$(token_dir)
-    [ -f "${text}" ] || { log "${text} missing: run stage 1"; exit 1; }
+# Wall times: a job adds its own seconds to a file when it succeeds (written whole, then
+# renamed), so times survive the job pool, a cluster's scheduler and resumed trainings.
+add_seconds_awk='BEGIN { s = 0 } NF { s = $1 } END { printf "%.1f\n", s + t1 - t0 }'
+seconds_line() {  # seconds_line FILE COMMAND...: a bash line running COMMAND, then timing it
+    local f; f=$(printf '%q' "$1"); shift
+    printf 't0=$(date +%%s.%%N) && %s&& { cat %s 2>/dev/null || true; } | awk -v t0="$t0" -v t1="$(date +%%s.%%N)" %s > %s.tmp && mv %s.tmp %s' \
+        "$(printf '%q ' "$@")" "$f" "$(printf '%q' "${add_seconds_awk}")" "$f" "$f" "$f"
+}
+jobs_add_timed() {  # jobs_add_timed DESCRIPTION LOG_FILE SECONDS_FILE COMMAND...
+    printf '%s\t%s\t%s\n' "$1" "$2" "$(seconds_line "${@:3}")" >> "${jobs_file}"
+}
+timed() {  # timed SECONDS_FILE COMMAND...: the same here (COMMAND may be a function)
+    local f=$1 t0; shift
+    t0=$(date +%s.%N)
+    "$@"
+    { cat "${f}" 2>/dev/null || true; } | awk -v t0="${t0}" -v t1="$(date +%s.%N)" "${add_seconds_awk}" > "${f}.tmp"
+    mv "${f}.tmp" "${f}"
+}
+
+make_token_list() {  # make_token_list TASK TEXT UNITS: ESPnet's token list of TEXT's units
+    local task=$1 text=$2 units=$3 dir opts=()
+    dir=$(token_dir "${task}")
     if [ -s "${dir}/tokens.txt" ]; then
         log "token list ${dir}/tokens.txt exists: kept"
         return
     fi
     mkdir -p "${dir}"
-    if [ "${token_type}" = bpe ]; then
+    if [ "${units}" = bpe ]; then
         ${python} -m espnet2_stacking.bin.spm_train --text "${text}" --vocab_size "${nbpe}" \
             --model_prefix "${dir}/bpe"
         opts+=(--bpemodel "${dir}/bpe.model")
     fi
     # ESPnet's layout: <blank> first, <unk> second, units by frequency, <sos/eos> last
     # (the char tokenizer writes spaces as <space>).
-    ${python} -m espnet2.bin.tokenize_text --token_type "${token_type}" "${opts[@]}" \
+    ${python} -m espnet2.bin.tokenize_text --token_type "${units}" "${opts[@]}" \
         --input "${text}" --output "${dir}/tokens.txt.tmp" --field 2- --cleaner none \
         --write_vocabulary true --add_symbol '<blank>:0' --add_symbol '<unk>:1' --add_symbol '<sos/eos>:-1'
     mv "${dir}/tokens.txt.tmp" "${dir}/tokens.txt"
@@ -328,96 +420,157 @@ check_texts() {  # characters the token list lacks become <unk>: count them, fai
     [ "${token_type}" = char ] || return 0
     local dset texts=()
     for dset in ${valid_set} ${test_sets}; do texts+=("${datadir}/${dset}/text"); done
-    ${python} -m espnet2_stacking.bin.check_text --token_list "$(token_dir)/tokens.txt" "${texts[@]}"
+    ${python} -m espnet2_stacking.bin.check_text --token_list "$(token_dir asr)/tokens.txt" "${texts[@]}"
+}
+prepare_labels() {  # prepare_labels TASK: the task's token list, and its inputs checked
+    local task=$1 dset texts=() dirs=() text
+    case "${task}" in
+        asr)
+            text="${datadir}/${train_set}/text"
+            [ -f "${text}" ] || { log "${text} missing: run stage 1"; exit 1; }
+            make_token_list asr "${text}" "${token_type}"
+            check_texts ;;
+        pr)
+            for dset in ${train_set} ${valid_set} ${test_sets}; do
+                text="${datadir}/${dset}/${phone_text}"
+                [ -f "${text}" ] || { log "${text} missing: task pr needs phone transcripts (the demo's stage 1 writes them; LibriSpeech: local/data.sh --lexicon FILE, see README)"; exit 1; }
+                texts+=("${text}")
+            done
+            make_token_list pr "${datadir}/${train_set}/${phone_text}" word
+            # phones the list lacks (they would become <unk>) and utterances without phones,
+            # per file, before any training
+            ${python} -m espnet2_stacking.bin.check_text --unit word --utt_list wav.scp \
+                --token_list "$(token_dir pr)/tokens.txt" "${texts[@]}" ;;
+        sid)
+            for dset in ${sid_train_set} ${sid_valid_set} ${sid_test_sets}; do
+                [ -f "${datadir}/${dset}/wav.scp" ] || { log "${datadir}/${dset}/wav.scp missing: task sid needs ${sid_train_set}, ${sid_valid_set} and ${sid_test_sets} (the same speakers in each). The demo's stage 1 writes them unless its corpus is too small for every voice to reach each split (its log says so); other corpora have none yet. Drop sid from --downstream_tasks or prepare them."; exit 1; }
+                dirs+=("${datadir}/${dset}")
+            done
+            # every speaker of dev/test must be a class of train; any speaker missing from a
+            # split is reported
+            ${python} -m espnet2_stacking.bin.check_speakers "${dirs[@]}"
+            text=$(token_dir sid)/tokens.txt
+            if [ -s "${text}" ]; then
+                log "speaker list ${text} exists: kept"
+            else
+                # ESPnet's classification task: the classes, then <unk> last
+                mkdir -p "$(dirname "${text}")"
+                { awk '{ print $2 }' "${datadir}/${sid_train_set}/utt2spk" | LC_ALL=C sort -u; echo "<unk>"; } > "${text}.tmp"
+                mv "${text}.tmp" "${text}"
+                log "speaker list: ${text} ($(( $(wc -l < "${text}") - 1 )) speakers)"
+            fi ;;
+    esac
 }
 
-asr_stats_per_upstream() {  # true: each upstream needs its own collect-stats pass
-    # Without feature extraction in collect stats (model_conf.extract_feats_in_collect_stats:
-    # false, so no global_mvn statistics), the pass only measures shapes, the same for every
-    # upstream: one shared pass.
-    config_value "${asr_config}" model_conf.extract_feats_in_collect_stats true
+stats_per_upstream() {  # stats_per_upstream TASK -> true: each upstream needs its own pass
+    # Only global_mvn's feature statistics depend on the upstream; the shapes (of the waveform
+    # and the labels) do not: one shared pass per task otherwise. (model_conf.
+    # extract_feats_in_collect_stats: false also keeps the upstream from running in it.)
+    if [ "$(config_value "$(task_var "$1" config)" normalize utterance_mvn)" = global_mvn ]; then
+        echo true
+    else
+        echo false
+    fi
+}
+stats_dir() {  # stats_dir TASK UPSTREAM_NAME
+    if [ "$(stats_per_upstream "$1")" = true ]; then
+        echo "${expdir}/$1_$2/stats"
+    else
+        echo "${expdir}/$1_stats_$(basename "$(token_dir "$1")")"
+    fi
+}
+task_data() {  # task_data TASK: the --{train,valid}_data_path_and_name_and_type options
+    local tag d sets
+    read -r -a sets <<< "$(task_train_sets "$1")"
+    for tag in train valid; do
+        d=${sets[0]}; [ "${tag}" = valid ] && d=${sets[1]}
+        echo "--${tag}_data_path_and_name_and_type ${datadir}/${d}/wav.scp,speech,sound"
+        echo "--${tag}_data_path_and_name_and_type $(task_labels "$1" "${datadir}/${d}")"
+    done
 }
 
-stage_asr_train() {
-    require_asr_config
-    make_token_list
-    check_texts
+stage_downstream_train() {
+    check_tasks
     if [ "${asr_nj}" -gt 1 ] && [ "${ngpu}" -gt 0 ]; then
-        log "--asr_nj ${asr_nj} with --ngpu ${ngpu}: parallel ASR trainings would share the GPUs; use --asr_nj 1"
+        log "--asr_nj ${asr_nj} with --ngpu ${ngpu}: parallel trainings would share the GPUs; use --asr_nj 1"
         exit 2
     fi
-    local name spec asr_dir stats data opts=() dist_opts=() names=() specs=() stats_dirs=() tag d i
+    resolve_upstreams
+    local task i stats run_dir opts=() dist_opts=() sets shape done_stats=() pending=() run config
     [ "${ngpu}" -gt 1 ] && ! multi_node && dist_opts+=(--multiprocessing_distributed true)
-    for name in ${asr_upstreams}; do
-        spec=$(asr_upstream_spec "${name}")
-        [ -n "${spec}" ] || continue
-        names+=("${name}"); specs+=("${spec}")
+    for task in ${downstream_tasks}; do prepare_labels "${task}"; done
+    # Shapes (and feature statistics for global_mvn) from ESPnet's collect-stats pass: every
+    # pass of every task in one pool, --asr_nj at once
+    jobs_begin
+    for task in ${downstream_tasks}; do
+        read -r -a sets <<< "$(task_train_sets "${task}")"
+        for i in "${!up_names[@]}"; do
+            stats=$(stats_dir "${task}" "${up_names[$i]}")
+            [[ " ${done_stats[*]} " == *" ${stats} "* ]] && continue  # shared: once
+            done_stats+=("${stats}")
+            if [ -s "${stats}/valid/speech_shape" ]; then
+                log "${stats} exists: collect-stats skipped"
+                continue
+            fi
+            pending+=("${stats}")
+            # shellcheck disable=SC2046
+            jobs_add "collect stats of ${task} (upstream ${up_specs[$i]})" "${stats}.log" \
+                ${python} -m "$(task_module "${task}" train)" --config "$(task_var "${task}" config)" \
+                --frontend_conf "upstream=${up_specs[$i]}" $(token_opts "${task}") $(task_data "${task}") \
+                --collect_stats true --ngpu "${ngpu}" \
+                --train_shape_file "${datadir}/${sets[0]}/utt2num_samples" \
+                --valid_shape_file "${datadir}/${sets[1]}/utt2num_samples" \
+                --output_dir "${stats}.tmp"
+        done
     done
-    [ ${#names[@]} -gt 0 ] || { log "no upstream to train ASR on (--asr_upstreams '${asr_upstreams}')"; exit 1; }
-    data=()
-    for tag in train valid; do
-        d=${train_set}; [ "${tag}" = valid ] && d=${valid_set}
-        data+=(--${tag}_data_path_and_name_and_type "${datadir}/${d}/wav.scp,speech,sound"
-               --${tag}_data_path_and_name_and_type "${datadir}/${d}/text,text,text")
-    done
-    # Shapes (and feature statistics for global_mvn) come from ESPnet's collect-stats pass.
-    local per_upstream; per_upstream=$(asr_stats_per_upstream)
-    for i in "${!names[@]}"; do
-        if [ "${per_upstream}" = true ]; then
-            stats_dirs+=("${expdir}/asr_${names[$i]}/stats")
-        else
-            stats_dirs+=("${expdir}/asr_stats_$(basename "$(token_dir)")")
-        fi
-    done
-    for i in "${!names[@]}"; do
-        stats=${stats_dirs[$i]}
-        [ "${i}" -gt 0 ] && [ "${stats}" = "${stats_dirs[0]}" ] && continue  # shared: done once
-        if [ -s "${stats}/valid/speech_shape" ]; then
-            log "${stats} exists: collect-stats skipped"
-            continue
-        fi
-        # shellcheck disable=SC2046
-        ${python} -m espnet2_stacking.bin.asr_train --config "${asr_config}" \
-            --frontend_conf "upstream=${specs[$i]}" $(token_opts) "${data[@]}" \
-            --collect_stats true --ngpu "${ngpu}" \
-            --train_shape_file "${datadir}/${train_set}/utt2num_samples" \
-            --valid_shape_file "${datadir}/${valid_set}/utt2num_samples" \
-            --output_dir "${stats}.tmp"
-        rm -rf "${stats}"; mv "${stats}.tmp" "${stats}"
-    done
+    if [ ${#pending[@]} -gt 0 ]; then
+        jobs_run "$(job_class)" "${asr_nj}"
+        for stats in "${pending[@]}"; do rm -rf "${stats}"; mv "${stats}.tmp" "${stats}"; done
+    else
+        rm -f "${jobs_file}"
+    fi
+    # the trainings: one node, a job each (--asr_nj at once); several nodes, one after the
+    # other, each on all of them through ESPnet's launcher
     multi_node || jobs_begin
-    for i in "${!names[@]}"; do
-        asr_dir="${expdir}/asr_${names[$i]}"
-        stats=${stats_dirs[$i]}
-        # shellcheck disable=SC2046
-        opts=(--config "${asr_config}" --frontend_conf "upstream=${specs[$i]}" $(token_opts) "${data[@]}")
-        [ "$(config_value "${asr_config}" normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
-        # one node: a job each (--asr_nj at once); several nodes: one after the other, each
-        # on all of them through ESPnet's launcher
-        local run=(jobs_add "ASR training on '${names[$i]}' (upstream ${specs[$i]})" "${asr_dir}/train.log")
-        multi_node && run=(launch_train "${asr_dir}/train.log")
-        # shellcheck disable=SC2086
-        "${run[@]}" ${python} -m espnet2_stacking.bin.asr_train "${opts[@]}" --ngpu "${ngpu}" "${dist_opts[@]}" \
-            --resume true --output_dir "${asr_dir}" \
-            --train_shape_file "${stats}/train/speech_shape" \
-            --train_shape_file "${stats}/train/text_shape" \
-            --valid_shape_file "${stats}/valid/speech_shape" \
-            --valid_shape_file "${stats}/valid/text_shape" \
-            ${asr_args}
+    for task in ${downstream_tasks}; do
+        config=$(task_var "${task}" config)
+        for i in "${!up_names[@]}"; do
+            run_dir="${expdir}/${task}_${up_names[$i]}"
+            stats=$(stats_dir "${task}" "${up_names[$i]}")
+            # shellcheck disable=SC2046
+            opts=(--config "${config}" --frontend_conf "upstream=${up_specs[$i]}" $(token_opts "${task}") $(task_data "${task}"))
+            [ "$(config_value "${config}" normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
+            for shape in $(task_shapes "${task}"); do
+                opts+=(--train_shape_file "${stats}/train/${shape}_shape" --valid_shape_file "${stats}/valid/${shape}_shape")
+            done
+            run=(jobs_add_timed "${task} training on '${up_names[$i]}' (upstream ${up_specs[$i]})" "${run_dir}/train.log" "${run_dir}/train_seconds")
+            multi_node && run=(timed "${run_dir}/train_seconds" launch_train "${run_dir}/train.log")
+            mkdir -p "${run_dir}"
+            # shellcheck disable=SC2046
+            "${run[@]}" ${python} -m "$(task_module "${task}" train)" "${opts[@]}" --ngpu "${ngpu}" "${dist_opts[@]}" \
+                --resume true --output_dir "${run_dir}" $(task_var "${task}" args)
+        done
     done
     multi_node || jobs_run "$(job_class)" "${asr_nj}"
-    for name in "${names[@]}"; do
-        log "ASR on '${name}' finished: valid loss_ctc $(grep -o 'valid\] loss_ctc=[^,]*' "${expdir}/asr_${name}/train.log" | tail -n 1 | sed 's/.*=//')"
+    for task in ${downstream_tasks}; do
+        for i in "${!up_names[@]}"; do
+            run_dir="${expdir}/${task}_${up_names[$i]}"
+            if [ "${task}" = sid ]; then
+                log "SID on '${up_names[$i]}' finished: valid acc $(grep -o 'valid\] [^[]*acc=[^,]*' "${run_dir}/train.log" | tail -n 1 | sed 's/.*acc=//')"
+            else
+                log "${task^^} on '${up_names[$i]}' finished: valid loss_ctc $(grep -o 'valid\] loss_ctc=[^,]*' "${run_dir}/train.log" | tail -n 1 | sed 's/.*=//')"
+            fi
+        done
     done
 }
 
-# Decoding: every (upstream, test set) is split into jobs of at least ${decode_min_utts}
+# Decoding: every (task, upstream, test set) is split into jobs of at least ${decode_min_utts}
 # utterances (at most ${nj} per set), all drawn from one pool of ${nj} at once, then merged.
-decode_prepare() {  # decode_prepare ASR_DIR SET: split the keys; prints the number of jobs
-    local asr_dir=$1 dset=$2 decode_dir logdir model num _nj
-    decode_dir="${asr_dir}/decode_${dset}"; logdir="${decode_dir}/logdir"
-    model="${asr_dir}/${asr_decode_model}"
-    [ -e "${model}" ] || { log "${model} missing: did stage 5 finish? (--asr_decode_model picks another)"; exit 1; }
+decode_prepare() {  # decode_prepare RUN_DIR SET MODEL: split the keys; prints the number of jobs
+    local run_dir=$1 dset=$2 decode_dir logdir model num _nj
+    decode_dir="${run_dir}/decode_${dset}"; logdir="${decode_dir}/logdir"
+    model="${run_dir}/$3"
+    [ -e "${model}" ] || { log "${model} missing: did stage 5 finish? (--<task>_decode_model picks another)"; exit 1; }
     [ -f "${datadir}/${dset}/wav.scp" ] || { log "${datadir}/${dset}/wav.scp missing: run stage 1"; exit 1; }
     rm -rf "${decode_dir}"; mkdir -p "${logdir}"
     num=$(wc -l < "${datadir}/${dset}/wav.scp")
@@ -429,61 +582,82 @@ decode_prepare() {  # decode_prepare ASR_DIR SET: split the keys; prints the num
         "${datadir}/${dset}/wav.scp"
     echo "${_nj}"
 }
-decode_merge() {  # decode_merge ASR_DIR SET
-    local decode_dir="$1/decode_$2" f num
-    num=$(wc -l < "${datadir}/$2/wav.scp")
-    mkdir -p "${decode_dir}/1best_recog"
+decode_merge() {  # decode_merge TASK RUN_DIR SET: the jobs' outputs and their summed seconds
+    local decode_dir="$2/decode_$3" f num out=1best_recog
+    [ "$1" = sid ] && out=prediction  # cls_inference's layout
+    num=$(wc -l < "${datadir}/$3/wav.scp")
+    mkdir -p "${decode_dir}/${out}"
     for f in text token score; do
-        cat "${decode_dir}"/logdir/output.*/1best_recog/"${f}" | LC_ALL=C sort > "${decode_dir}/1best_recog/${f}"
+        cat "${decode_dir}"/logdir/output.*/"${out}/${f}" | LC_ALL=C sort > "${decode_dir}/${out}/${f}"
     done
-    log "${decode_dir}/1best_recog/text: $(wc -l < "${decode_dir}/1best_recog/text") of ${num} utterances"
+    # the decoding time of a run: the sum of its jobs' wall times (they share the pool)
+    cat "${decode_dir}"/logdir/seconds.* | awk '{ s += $1 } END { printf "%.1f\n", s }' > "${decode_dir}/decode_seconds.tmp"
+    mv "${decode_dir}/decode_seconds.tmp" "${decode_dir}/decode_seconds"
+    log "${decode_dir}/${out}/text: $(wc -l < "${decode_dir}/${out}/text") of ${num} utterances"
 }
 
 stage_decode() {
-    local name spec dset asr_dir i j jobs pairs=() counts=() total=0 logdir
-    for name in ${asr_upstreams}; do
-        spec=$(asr_upstream_spec "${name}")
-        [ -n "${spec}" ] || continue
-        for dset in ${test_sets}; do
-            pairs+=("${expdir}/asr_${name} ${dset}")
-            jobs=$(decode_prepare "${expdir}/asr_${name}" "${dset}")
-            counts+=("${jobs}"); total=$(( total + jobs ))
+    check_tasks
+    resolve_upstreams
+    local task name dset run_dir i j jobs pairs=() counts=() total=0 logdir model
+    for task in ${downstream_tasks}; do
+        for name in "${up_names[@]}"; do
+            for dset in $(task_test_sets "${task}"); do
+                pairs+=("${task} ${expdir}/${task}_${name} ${dset}")
+                jobs=$(decode_prepare "${expdir}/${task}_${name}" "${dset}" "$(task_var "${task}" decode_model)")
+                counts+=("${jobs}"); total=$(( total + jobs ))
+            done
         done
     done
-    [ "${total}" -gt 0 ] || { log "nothing to decode (--asr_upstreams '${asr_upstreams}', --test_sets '${test_sets}')"; exit 1; }
+    [ "${total}" -gt 0 ] || { log "nothing to decode (--upstreams '${upstreams}', --test_sets '${test_sets}', --sid_test_sets '${sid_test_sets}')"; exit 1; }
     jobs_begin
     for i in "${!pairs[@]}"; do
-        read -r asr_dir dset <<< "${pairs[$i]}"
-        logdir="${asr_dir}/decode_${dset}/logdir"
-        log "decoding ${dset} with ${asr_dir}/${asr_decode_model}: ${counts[$i]} job(s), logs in ${logdir}/decode.*.log"
+        read -r task run_dir dset <<< "${pairs[$i]}"
+        logdir="${run_dir}/decode_${dset}/logdir"
+        model="${run_dir}/$(task_var "${task}" decode_model)"
+        log "decoding ${dset} with ${model}: ${counts[$i]} job(s), logs in ${logdir}/decode.*.log"
         for j in $(seq "${counts[$i]}"); do
-            # shellcheck disable=SC2086
-            jobs_add "decoding job ${j}/${counts[$i]} of ${asr_dir}/decode_${dset}" "${logdir}/decode.${j}.log" \
-                ${python} -m espnet2_stacking.bin.asr_inference \
-                --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --batch_size 1 --ctc_weight 1.0 --lm_weight 0.0 \
-                --beam_size "${decode_beam_size}" \
-                --asr_train_config "${asr_dir}/config.yaml" --asr_model_file "${asr_dir}/${asr_decode_model}" \
-                --data_path_and_name_and_type "${datadir}/${dset}/wav.scp,speech,sound" \
-                --key_file "${logdir}/keys.${j}.scp" --output_dir "${logdir}/output.${j}" \
-                ${inference_args}
+            if [ "${task}" = sid ]; then
+                # shellcheck disable=SC2086
+                jobs_add_timed "classification job ${j}/${counts[$i]} of ${run_dir}/decode_${dset}" "${logdir}/decode.${j}.log" "${logdir}/seconds.${j}" \
+                    ${python} -m espnet2_stacking.bin.cls_inference \
+                    --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --batch_size 1 \
+                    --classification_train_config "${run_dir}/config.yaml" --classification_model_file "${model}" \
+                    --data_path_and_name_and_type "${datadir}/${dset}/wav.scp,speech,sound" \
+                    --key_file "${logdir}/keys.${j}.scp" --output_dir "${logdir}/output.${j}" \
+                    ${sid_inference_args}
+            else
+                # shellcheck disable=SC2086
+                jobs_add_timed "decoding job ${j}/${counts[$i]} of ${run_dir}/decode_${dset}" "${logdir}/decode.${j}.log" "${logdir}/seconds.${j}" \
+                    ${python} -m espnet2_stacking.bin.asr_inference \
+                    --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --batch_size 1 --ctc_weight 1.0 --lm_weight 0.0 \
+                    --beam_size "${decode_beam_size}" \
+                    --asr_train_config "${run_dir}/config.yaml" --asr_model_file "${model}" \
+                    --data_path_and_name_and_type "${datadir}/${dset}/wav.scp,speech,sound" \
+                    --key_file "${logdir}/keys.${j}.scp" --output_dir "${logdir}/output.${j}" \
+                    ${inference_args}
+            fi
         done
     done
     jobs_run "$(job_class)" "${nj}" "${ngpu}"
     for i in "${!pairs[@]}"; do
-        read -r asr_dir dset <<< "${pairs[$i]}"
-        decode_merge "${asr_dir}" "${dset}"
+        read -r task run_dir dset <<< "${pairs[$i]}"
+        decode_merge "${task}" "${run_dir}" "${dset}"
     done
 }
 
 stage_score() {
-    local name spec dirs=()
-    for name in ${asr_upstreams}; do
-        spec=$(asr_upstream_spec "${name}")
-        [ -n "${spec}" ] && dirs+=("${expdir}/asr_${name}")
+    check_tasks
+    resolve_upstreams
+    local task name dirs opts=()
+    for task in ${downstream_tasks}; do
+        dirs=()
+        for name in "${up_names[@]}"; do dirs+=("${expdir}/${task}_${name}"); done
+        opts+=("--${task}_dirs" "${dirs[@]}")
     done
-    [ ${#dirs[@]} -gt 0 ] || { log "no ASR run to score (--asr_upstreams '${asr_upstreams}')"; exit 1; }
     ${python} -m espnet2_stacking.bin.score_asr --datadir "${datadir}" --test_sets "${test_sets}" \
-        --asr_dirs "${dirs[@]}" --results "${results}" --stage_times "${timing_log}"
+        --sid_test_sets "${sid_test_sets}" --phone_text "${phone_text}" "${opts[@]}" \
+        --results "${results}" --stage_times "${timing_log}"
 }
 
 run_stage 0 stage_teacher
@@ -491,7 +665,7 @@ run_stage 1 stage_data_prep
 run_stage 2 stage_dump
 run_stage 3 stage_distill
 run_stage 4 stage_export
-run_stage 5 stage_asr_train
+run_stage 5 stage_downstream_train
 run_stage 6 stage_decode
 run_stage 7 stage_score
 log "Finished stages ${stage}-${stop_stage}; times in ${timing_log}"

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Demo recipe, end to end on a CPU with no download: a synthetic espeak-ng corpus (stage 1), a
 # small HuBERT-style teacher pretrained on it by ESPnet's SSL task (stage 0), interleaved
-# stacking distillation 2 -> 4 -> 6 (stages 2-4), and SUPERB-style ASR on the student, the
-# teacher and a random student of the same shape (stages 5-7 -> RESULTS.md).
+# stacking distillation 2 -> 4 -> 6 (stages 2-4), and SUPERB-style ASR, phoneme recognition
+# and speaker ID on the student, the teacher, a random student of the same shape and log-mel
+# filterbanks (stages 5-7 -> RESULTS.md).
 #
-#   ./run.sh                   the demo (under 20 minutes on 2 CPU cores)
-#   ./run.sh --smoke true      the same stages at toy size, ASR on the student and the random
-#                              student only (under 3 minutes; the test suite runs it)
+#   ./run.sh                   the demo
+#   ./run.sh --smoke true      the same stages at toy size, the three tasks on the student and
+#                              FBANK only, on 4 training voices (so that SID has splits; the
+#                              test suite runs it)
 #   ./run.sh --teacher FILE    distil your own teacher instead (stage 0 is then skipped)
 # Any distill.sh option (./distill.sh --help) can be given, e.g. ./run.sh --stage 3.
 set -euo pipefail
@@ -26,12 +28,17 @@ case "${smoke}" in
     true)
         # Every stage at toy size: what it proves is that the stages connect, not quality.
         size_opts=(
-            --local_data_opts "--num_utts 16"
+            # 6 voices (1 dev, 1 test, 4 train): 4 utterances per train voice, 1 each to
+            # sid_dev and sid_test
+            --local_data_opts "--num_utts 16 --accents en-us --variants m1,m2,m3,f1,f2,f3 --dev_voices 1 --test_voices 1 --sid_held_out_every 3"
             --teacher_args "--max_epoch 1 --num_iters_per_epoch 2"
             --distill_args "--max_epoch 2 --num_iters_per_epoch 3 --batch_size 4"
             --asr_args "--max_epoch 1 --num_iters_per_epoch 2 --batch_size 4"
-            # the teacher's ASR run is the same code path (test/egs2/test_asr_stages.py)
-            --asr_upstreams "student student_random"
+            --pr_args "--max_epoch 1 --num_iters_per_epoch 2 --batch_size 4"
+            --sid_args "--max_epoch 1 --num_iters_per_epoch 2 --batch_size 4"
+            # the teacher's and the random student's runs are the same code path
+            # (test/egs2/test_asr_stages.py)
+            --upstreams "student fbank"
         ) ;;
     false) ;;
     *) echo "--smoke must be true or false, got '${smoke}'" >&2; exit 2 ;;
@@ -45,5 +52,9 @@ esac
     --nj 2 \
     --asr_nj 2 \
     --distill_config conf/distill_interleaved_eql.yaml \
+    --downstream_tasks "asr pr sid" \
+    --upstreams "student teacher student_random fbank" \
     --asr_config conf/asr_demo.yaml \
+    --pr_config conf/pr_demo.yaml \
+    --sid_config conf/sid_demo.yaml \
     "${size_opts[@]}" "${args[@]}"

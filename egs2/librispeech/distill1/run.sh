@@ -16,6 +16,8 @@ train_set=train_clean_100              # its data dir name
 valid_subset=dev-clean
 test_subsets=test-clean,test-other      # comma separated
 on_bad_utt=error                       # error|skip (skips are logged and counted)
+lexicon=""                             # pronunciation lexicon: text_phn for task pr (README:
+                                       #   downstream tasks); SID has no LibriSpeech split yet
 # ---- end options
 pass_unknown=true
 . scripts/parse_options.sh
@@ -30,8 +32,9 @@ for s in ${test_subsets//,/ }; do test_sets+="$(to_dirname "${s}") "; done
     --train_set "${train_set}" \
     --valid_set "$(to_dirname "${valid_subset}")" \
     --test_sets "${test_sets% }" \
-    --local_data_opts "--librispeech_dir ${librispeech_dir} --train_subsets ${train_subsets} --train_set ${train_set} --valid_subset ${valid_subset} --test_subsets ${test_subsets} --on_bad_utt ${on_bad_utt}" \
+    --local_data_opts "--librispeech_dir ${librispeech_dir} --train_subsets ${train_subsets} --train_set ${train_set} --valid_subset ${valid_subset} --test_subsets ${test_subsets} --on_bad_utt ${on_bad_utt}${lexicon:+ --lexicon ${lexicon}}" \
     --distill_config conf/distill_interleaved_eql.yaml \
     --asr_config conf/asr_superb.yaml \
+    --pr_config conf/pr_superb.yaml \
     --epoch_from_data true \
     "${passthrough_args[@]}"
