@@ -10,6 +10,16 @@ import yaml
 
 TEACHER = "random:hubert?layers=4&dim=32&seed=0"
 
+# a pronunciation lexicon, CMUdict style: a comment, stress digits, an alternate
+# pronunciation, a tab separator
+LEXICON = """;;; a comment
+THE DH AH0
+THE(2) DH IY1
+END\tEH1 N D
+by B AY1
+RIVER R IH1 V ER0
+"""
+
 
 def write_data_dir(root: Path, split: str, num_utts: int, seed: int = 0) -> Path:
     """A Kaldi-style dir of short tones in noise: wav.scp, utt2num_samples (and text)."""

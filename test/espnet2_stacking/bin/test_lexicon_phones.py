@@ -6,19 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import LEXICON
 
 from espnet2_stacking.bin.lexicon_phones import main
 
 LIBRISPEECH = Path(__file__).parents[3] / "egs2" / "librispeech" / "distill1"
-
-# CMUdict style: a comment, stress digits, an alternate pronunciation, a tab separator
-LEXICON = """;;; a comment
-THE DH AH0
-THE(2) DH IY1
-END\tEH1 N D
-by B AY1
-RIVER R IH1 V ER0
-"""
 
 
 def write(path: Path, text: str) -> Path:

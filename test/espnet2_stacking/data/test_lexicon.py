@@ -3,18 +3,10 @@
 from pathlib import Path
 
 import pytest
+from conftest import LEXICON
 
 from espnet2_stacking.data.kaldi_dir import DataPrepError
 from espnet2_stacking.data.lexicon import phone_texts, read_lexicon
-
-# CMUdict style: a comment, stress digits, an alternate pronunciation, a tab separator
-LEXICON = """;;; a comment
-THE DH AH0
-THE(2) DH IY1
-END\tEH1 N D
-by B AY1
-RIVER R IH1 V ER0
-"""
 
 
 def write(path: Path, text: str) -> Path:
