@@ -266,19 +266,6 @@ def test_bad_configs_are_refused():
         StackingTransformerEncoder(DIM, num_blocks="12", **CONF)
 
 
-def test_layer_drop_keeps_one_state_per_layer_and_only_in_training():
-    enc = make(depth=3, layer_drop_rate=0.5)
-    xs, lens = batch()
-    evaluated, _ = enc.forward_hidden_states(xs, lens)
-    enc.train()
-    torch.manual_seed(0)
-    keep = (torch.rand(3) >= 0.5).tolist()
-    torch.manual_seed(0)
-    hs, _ = enc.forward_hidden_states(xs, lens)
-    assert len(hs) == 4 and 0 < sum(keep) < 3  # this seed drops some layers, not all
-    for k in range(3):
-        assert torch.equal(hs[k + 1], hs[k]) != keep[k], k
-    enc.eval()
-    again, _ = enc.forward_hidden_states(xs, lens)
-    assert all(torch.equal(a, b) for a, b in zip(evaluated, again))
-    assert enc.export_config()["layer_drop_rate"] == 0.5
+def test_layer_drop_rate_is_exported():
+    # its behaviour, for both students: test_hubert_encoder.py
+    assert make(depth=3, layer_drop_rate=0.5).export_config()["layer_drop_rate"] == 0.5
