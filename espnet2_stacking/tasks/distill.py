@@ -288,11 +288,18 @@ class DistillTask(AbsTask):
         # with the same message instead of leaving the others waiting at the first all-reduce.
         if not args.collect_stats and args.check_inputs:
             cls.check_inputs(args)
-        super().main_worker(args)
         # ESPnet leaves the process group up; tearing gloo's threads down at interpreter exit
-        # can abort a rank that already finished ("terminate called without an active
-        # exception"). Leave together, then close the group.
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # can abort a rank ("terminate called without an active exception", exit -6) and hide
+        # the error it stopped on. Close the group on the way out: together after a finished
+        # run, at once after a refusal (every rank refuses the same dump check together).
+        group_up = lambda: torch.distributed.is_available() and torch.distributed.is_initialized()  # noqa: E731
+        try:
+            super().main_worker(args)
+        except BaseException:
+            if group_up():
+                torch.distributed.destroy_process_group()
+            raise
+        if group_up():
             torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 

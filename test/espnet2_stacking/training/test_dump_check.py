@@ -20,6 +20,8 @@ try:
     check_ranks_see_the_same_dump(["same", "stale"])
 except Exception as e:
     print(f"refused: {type(e).__name__}: {e}", flush=True)
+    # as DistillTask.main_worker does: close gloo's threads, or exit may abort the rank (-6)
+    torch.distributed.destroy_process_group()
     sys.exit(3)
 """
 
