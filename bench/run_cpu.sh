@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The bench's default setting, end to end from a fresh clone, in one command (about an hour on
 # a 2-core CPU; README "Results" quotes its output):
-#   1. the demo recipe's stages 0-2 (egs2/demo/distill1): the espeak-ng corpus, a 6 x 128
-#      HuBERT-style teacher pretrained on it (conf/teacher_hubert_6x128.yaml), its dumped
-#      targets for the student of conf/distill_6x64_from_6x128.yaml and its CNN's output;
+#   1. bench/prepare_teacher.sh: the demo recipe's stages 0-2 (egs2/demo/distill1): the espeak-ng
+#      corpus, a 6 x 128 HuBERT-style teacher pretrained on it (conf/teacher_hubert_6x128.yaml),
+#      its dumped targets for the student of conf/distill_6x64_from_6x128.yaml and its CNN's
+#      output;
 #   then for each student CNN in --cnn (trained: the paper's setting, the CNN trains with the
 #   student; frozen: the CNN is the teacher's and stays frozen, no CNN backward, and the
 #   dumped-target runs read its output from the dump instead of recomputing it):
@@ -41,9 +42,7 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (run_cpu.sh) $*" >&2; }
 
 start=$(date +%s)
 log "the demo corpus, the 6 x 128 teacher and its dump (exp and dump under ${prep})"
-"${recipe}/run.sh" --stop_stage 2 --nj "${nj}" \
-    --teacher_config "${root}/bench/conf/teacher_hubert_6x128.yaml" --distill_config "${conf}" \
-    --expdir "${prep}/exp" --dumpdir "${prep}/dump" --dump_args "--cnn_features true"
+bench/prepare_teacher.sh --nj "${nj}"
 . "${root}/tools/activate_python.sh"
 log "prepared in $(( $(date +%s) - start)) s"
 

@@ -39,7 +39,8 @@ def get_parser():
     p.add_argument("--teacher", required=True, help="Teacher spec (the dumps' teacher)")
     p.add_argument("--data_dir", type=Path, required=True, help="Holds train/ and dev/")
     p.add_argument("--base_config", type=Path, required=True, help="The distillation YAML")
-    p.add_argument("--codecs", default=",".join(CODECS))
+    p.add_argument("--codecs", default=",".join(CODECS),
+                   help="fp16, int8, pq (--num_codebooks bytes) or pq:M (M bytes), comma-separated")
     p.add_argument("--methods", default="interleaved_eql,none")
     p.add_argument("--num_codebooks", type=int, default=8, help="pq bytes per frame and stream")
     p.add_argument("--codebook_frames", type=int, default=100_000)
@@ -54,12 +55,21 @@ def get_parser():
     return p
 
 
-def dump(args, split: str, codec: str, out: Path) -> dict:
+def codec_spec(spec: str, default_codebooks: int):
+    """'pq:4' -> ('pq', 4); 'int8' -> ('int8', default): one table row per spec."""
+    codec, _, m = spec.partition(":")
+    if codec not in CODECS or (m and (codec != "pq" or not m.isdigit())):
+        raise SystemExit(f"--codecs: '{spec}' is not one of fp16, int8, pq, pq:M")
+    return codec, int(m) if m else default_codebooks
+
+
+def dump(args, split: str, spec: str, out: Path) -> dict:
     """dump_teacher_feats of one split with one codec (reused when done); its summary."""
+    codec, num_codebooks = codec_spec(spec, args.num_codebooks)
     cmd = [sys.executable, "-m", "espnet2_stacking.bin.dump_teacher_feats",
            "--data_dir", str(args.data_dir / split), "--out_dir", str(out), "--teacher", args.teacher,
            "--distill_config", str(args.base_config), "--codec", codec, "--nj", str(args.nj),
-           "--num_codebooks", str(args.num_codebooks), "--codebook_frames", str(args.codebook_frames)]
+           "--num_codebooks", str(num_codebooks), "--codebook_frames", str(args.codebook_frames)]
     res = subprocess.run(cmd, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"{out}: dump failed:\n{res.stderr[-3000:]}")
@@ -92,6 +102,8 @@ def main():
 
     base = read_distill_config(args.base_config)
     codecs, methods = args.codecs.split(","), args.methods.split(",")
+    for spec in codecs:
+        codec_spec(spec, args.num_codebooks)  # refuse a bad spec before the first dump
     if "fp16" not in codecs:
         raise SystemExit("--codecs must include fp16: every loss is compared with it")
     work = args.work_dir / args.name
@@ -105,7 +117,7 @@ def main():
                "methods": methods, "codecs": []}
     for codec in ["fp16"] + [c for c in codecs if c != "fp16"]:
         print(f"[bench] {codec}: dump ...", file=sys.stderr, flush=True)
-        out = work / f"dump_{codec}" / "train"
+        out = work / f"dump_{codec.replace(':', '')}" / "train"
         if (out / "summary.json").exists():  # a rerun's train dump is timed afresh
             import shutil
 
@@ -115,8 +127,9 @@ def main():
         streams = [f"layer_{t}" for t in meta["layers"]]
         from espnet2_stacking.data.target_codecs import bytes_per_frame
 
+        kind, num_codebooks = codec_spec(codec, args.num_codebooks)
         entry = {"codec": codec,
-                 "bytes_per_frame": {s: bytes_per_frame(codec, meta["hidden_size"], args.num_codebooks)
+                 "bytes_per_frame": {s: bytes_per_frame(kind, meta["hidden_size"], num_codebooks)
                                      for s in streams},
                  "dump_seconds": summary["seconds"], "dump_bytes": round(summary["gb_total"] * 1e9),
                  "train_seconds": {}, "valid_loss_fp16_targets": {}, "loss_vs_fp16": {},
@@ -126,7 +139,7 @@ def main():
             conf = run_config(base, method, args.updates, args.seed, args.curve_points)
             if args.num_workers is not None:
                 conf["num_workers"] = args.num_workers
-            r = train(conf, args, out, valid_dump, work / f"{codec}_{method}")
+            r = train(conf, args, out, valid_dump, work / f"{codec.replace(':', '')}_{method}")
             entry["runs"][method] = r
             entry["train_seconds"][method] = r["train_seconds"]
             entry["valid_loss_fp16_targets"][method] = r["valid_loss"]

@@ -261,8 +261,36 @@ def render_results(runs: List[DownstreamRun],
     return "\n".join(out) + "\n"
 
 
+def _value(run: DownstreamRun, test_set: str, metric: str) -> Optional[float]:
+    got = run.scores.get(test_set)
+    if not got:
+        return None
+    if metric == "acc":
+        c = got["acc"]
+        return round(100 * c.corr / c.snt, 2) if c.snt else None
+    return round(100 * got[metric].error_rate, 2)
+
+
+@typechecked
+def results_summary(runs: List[DownstreamRun]) -> dict:
+    """The numbers of RESULTS.md, machine-readable (benches and scripts read this, not the
+    Markdown): one entry per run with its upstream, times and each test set's metrics in %."""
+    metrics = {"asr": ("wer", "cer"), "pr": ("per",), "sid": ("acc",)}
+    return {"runs": [
+        {"task": r.task, "upstream": r.upstream.name, "kind": r.upstream.kind,
+         "spec": r.upstream.spec, "parameters": r.upstream.parameters,
+         "stacking_method": r.upstream.stacking_method,
+         "stacking_schedule": r.upstream.stacking_schedule,
+         "distill_seconds": r.upstream.distill_seconds, "train_seconds": r.train_seconds,
+         "decode_seconds": r.decode_seconds,
+         "scores": {s: {m: _value(r, s, m) for m in metrics[r.task]} for s in sorted(r.scores)}}
+        for r in runs]}
+
+
 @typechecked
 def write_results(path: Path, runs: List[DownstreamRun],
                   stage_times: Optional[List[List[str]]] = None) -> None:
-    """Write RESULTS.md atomically (a reader never sees half a file)."""
+    """Write RESULTS.md, and its numbers as <stem>.json beside it, atomically (a reader never
+    sees half a file)."""
+    atomic_write_text(path.with_suffix(".json"), json.dumps(results_summary(runs), indent=1) + "\n")
     atomic_write_text(path, render_results(runs, stage_times))

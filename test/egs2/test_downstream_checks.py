@@ -81,3 +81,25 @@ def test_tasks_options_and_the_old_upstream_option(tmp_path):
     res = stage5(tmp_path, "--downstream_tasks", "asr", "--asr_config", "asr.yaml", "--asr_upstreams", "mfcc")
     assert "--asr_upstreams is the old name of --upstreams" in res.stderr
     assert res.returncode == 2 and "unknown upstream 'mfcc' in --upstreams" in res.stderr
+
+
+def test_named_upstreams_are_checked_before_anything_runs(tmp_path):
+    """NAME=SPEC puts any upstream (another run's export) beside the built-in ones."""
+    write(tmp_path / "pr.yaml", "frontend: stacking_upstream\n")
+    write(tmp_path / "other/model.pth", "")
+
+    def run(upstreams):
+        return stage5(tmp_path, "--downstream_tasks", "pr", "--pr_config", "pr.yaml",
+                      "--upstreams", upstreams)
+
+    for upstreams, rc, said in [
+        ("a/b=other/model.pth", 2, "'a/b=other/model.pth': the name must be letters, digits"),
+        ("teacher=other/model.pth", 2, "teacher is a built-in upstream's name; choose another"),
+        ("mine=other/nothing.pth", 1, "'mine=other/nothing.pth': other/nothing.pth not found"),
+        ("mine=other/model.pth fbank mine=fbank", 2, "--upstreams: 'mine' given twice"),
+    ]:
+        res = run(upstreams)
+        assert (res.returncode, said in res.stderr) == (rc, True), res.stderr
+    # accepted: on to the task's inputs (no phone transcripts here, so it stops there)
+    res = run("mine=other/model.pth fbank")
+    assert res.returncode == 1 and "data/train/text_phn missing" in res.stderr, res.stderr

@@ -62,7 +62,8 @@ downstream_tasks=asr    # tasks of stages 5-7, space separated: asr (words: WER/
 upstreams="student teacher student_random"  # upstreams of every task, each -> <task>_<name>:
                         #   student: stage 4's export; teacher: ${teacher}; student_random: its
                         #   random-init export (skipped with a warning when stage 4 wrote none);
-                        #   fbank: log-mel filterbanks (SUPERB's FBANK baseline)
+                        #   fbank: log-mel filterbanks (SUPERB's FBANK baseline); NAME=SPEC: any
+                        #   other upstream spec (e.g. another run's export_student model.pth)
 asr_upstreams=""        # the old name of --upstreams (still accepted)
 asr_config=""           # YAML for task asr
 asr_args=""             # extra options for asr_train (task asr)
@@ -369,8 +370,16 @@ resolve_upstreams() {  # fills up_names and up_specs from --upstreams
     local name spec
     up_names=(); up_specs=()
     for name in ${upstreams}; do
-        spec=$(upstream_spec "${name}")
+        if [[ "${name}" == *=* ]]; then  # NAME=SPEC: an upstream of the user's, under its name
+            spec=${name#*=}; name=${name%%=*}
+            [[ "${name}" =~ ^[A-Za-z0-9_.-]+$ ]] || { log "--upstreams: '${name}=${spec}': the name must be letters, digits, _ . or - (it names ${expdir}/<task>_${name})"; exit 2; }
+            case "${name}" in student|teacher|student_random|fbank) log "--upstreams: '${name}=${spec}': ${name} is a built-in upstream's name; choose another"; exit 2 ;; esac
+            [[ "${spec}" == random:* || "${spec}" == fbank* || -e "${spec}" ]] || { log "--upstreams: '${name}=${spec}': ${spec} not found"; exit 1; }
+        else
+            spec=$(upstream_spec "${name}")
+        fi
         [ -n "${spec}" ] || continue
+        [[ " ${up_names[*]} " != *" ${name} "* ]] || { log "--upstreams: '${name}' given twice"; exit 2; }
         up_names+=("${name}"); up_specs+=("${spec}")
     done
     [ ${#up_names[@]} -gt 0 ] || { log "no upstream to train on (--upstreams '${upstreams}')"; exit 1; }

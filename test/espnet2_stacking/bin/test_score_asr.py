@@ -72,6 +72,14 @@ def test_results_md_in_espnet_shape(tmp_path):
     assert len(re.findall(r"^### (WER|CER)$", text, re.M)) == 4
     assert not list(tmp_path.glob(".*.tmp"))  # written through a temporary file
     assert render_results(runs).splitlines()[-1] == text.splitlines()[-1]
+    # the same numbers, machine-readable, beside it
+    saved = json.loads((tmp_path / "RESULTS.json").read_text())["runs"]
+    assert [(r["task"], r["upstream"], r["kind"]) for r in saved] == [
+        ("asr", "student", "student"), ("asr", "teacher", "teacher")]
+    assert saved[0]["scores"] == {"test": {"wer": 30.0, "cer": 2.5}}
+    assert (saved[0]["stacking_method"], saved[0]["distill_seconds"], saved[0]["train_seconds"],
+            saved[0]["decode_seconds"]) == ("interleaved", 81.25, 12.5, {"test": 3.25})
+    assert saved[1]["train_seconds"] is None and saved[1]["scores"]["test"]["wer"] == 0.0
 
 
 def test_every_task_has_a_table_and_a_summary_column():
@@ -117,6 +125,8 @@ def test_pr_and_sid_runs_are_scored_from_their_dirs(tmp_path):
     assert "|fbank|FBANK baseline|0|-|-|-|20.0|66.7|" in text  # 1 of 5 phones deleted; 2 of 3
     assert "|fbank|FBANK baseline|0|-|-|20.0|12.5|3.0|" in text
     assert json.loads((tmp_path / "exp/pr_fbank/decode_test/scores.json").read_text())["per"]["dele"] == 1
+    assert [r["scores"] for r in json.loads((tmp_path / "RESULTS.json").read_text())["runs"]] == [
+        {"test": {"per": 20.0}}, {"sid_test": {"acc": 66.67}}]
     with pytest.raises(SystemExit):  # pr needs its test sets
         main(["--datadir", str(data), "--pr_dirs", str(tmp_path / "exp/pr_fbank")])
 
