@@ -21,11 +21,12 @@ import argparse
 import json
 import os
 import shlex
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from student_arch import spread  # bench/ is the script's dir
 
 from espnet2_stacking.data.atomic import atomic_write_text
 
@@ -48,14 +49,6 @@ def get_parser():
     p.add_argument("--recipe_args", default="", help="More options for the recipe's stages 5-7")
     p.add_argument("--name", default="downstream_methods")
     return p
-
-
-def spread(values):
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    return {"mean": round(statistics.fmean(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3), "values": [round(v, 3) for v in values]}
 
 
 def upstream_name(method: str, seed: int) -> str:

@@ -49,10 +49,15 @@ def get_parser():
     return p
 
 
-def spread(values: list) -> dict:
-    return {"mean": round(statistics.fmean(values), 5), "min": round(min(values), 5),
-            "max": round(max(values), 5), "range": round(max(values) - min(values), 5),
-            "values": [round(v, 5) for v in values]}
+def spread(values: list, digits: int = 5):
+    """Mean, min, max and range over seeds (None entries, runs without the number, left out;
+    None when nothing is left)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {"mean": round(statistics.fmean(values), digits), "min": round(min(values), digits),
+            "max": round(max(values), digits), "range": round(max(values) - min(values), digits),
+            "values": [round(v, digits) for v in values]}
 
 
 def main():

@@ -30,12 +30,13 @@ def test_the_table_gives_each_method_its_mean_and_range_over_seeds():
                    "interleaved_eql_seed1": 85.0, "fbank": 30.0})
     table = downstream_methods.comparison(speeds, res, ["none", "interleaved_eql"], [0, 1], ["pr", "sid"])
     eql = table["interleaved_eql"]
-    assert eql["distill_seconds"] == {"mean": 65.0, "min": 50.0, "max": 80.0, "values": [50.0, 80.0]}
+    assert eql["distill_seconds"] == {"mean": 65.0, "min": 50.0, "max": 80.0, "range": 30.0,
+                                      "values": [50.0, 80.0]}
     assert eql["speedup"]["values"] == [2.0, 1.5] and eql["speedup"]["mean"] == pytest.approx(1.75)
     assert eql["pr"]["mean"] == 44.0 and (eql["pr"]["min"], eql["pr"]["max"]) == (41.0, 47.0)
     assert table["none"]["sid"]["mean"] == 85.0 and table["none"]["speedup"]["mean"] == 1.0
-    assert table["fbank"] == {"pr": {"mean": 60.0, "min": 60.0, "max": 60.0, "values": [60.0]},
-                              "sid": {"mean": 30.0, "min": 30.0, "max": 30.0, "values": [30.0]}}
+    assert table["fbank"] == {"pr": {"mean": 60.0, "min": 60.0, "max": 60.0, "range": 0.0, "values": [60.0]},
+                              "sid": {"mean": 30.0, "min": 30.0, "max": 30.0, "range": 0.0, "values": [30.0]}}
     text = downstream_methods.render(table, ["pr", "sid"])
     assert "| interleaved_eql | 65.00 [50.00, 80.00] | 1.75 [1.50, 2.00] | 0.25 [0.20, 0.30] | 44.00 [41.00, 47.00] | 85.00 [85.00, 85.00] |" in text
     assert "| fbank | - | - | - | 60.00 [60.00, 60.00] | 30.00 [30.00, 30.00] |" in text

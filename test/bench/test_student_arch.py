@@ -28,6 +28,9 @@ def test_spread_gives_mean_and_range_over_seeds():
     s = student_arch.spread([0.2, 0.26, 0.23])
     assert s["mean"] == pytest.approx(0.23) and (s["min"], s["max"]) == (0.2, 0.26)
     assert s["range"] == pytest.approx(0.06) and s["values"] == [0.2, 0.26, 0.23]
+    assert student_arch.spread([None, 0.5, None]) == {"mean": 0.5, "min": 0.5, "max": 0.5, "range": 0.0,
+                                                      "values": [0.5]}
+    assert student_arch.spread([None]) is None  # no run had the number
 
 
 def test_an_unknown_student_and_a_missing_dump_are_refused(monkeypatch, tmp_path):
