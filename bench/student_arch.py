@@ -9,8 +9,8 @@ seed's speed-up is against the mean of its two `none` runs, whose difference is 
 drift). The noise stated is the range over seeds; a difference between the students smaller
 than it is not a difference.
 
-The bench's default setting (after bench/run_cpu.sh, or its first step, has prepared the
-6 x 128 teacher and its dump under bench/work/teacher_6x128):
+The bench's default setting (after bench/prepare_teacher.sh has prepared the 6 x 128 teacher
+and its dump under bench/work/teacher_6x128):
     tools/venv/bin/python bench/student_arch.py
 Writes bench/results/<name>_<student>_seed<k>.json per run, bench/results/<name>.json (the
 summary) and prints the table.
@@ -67,8 +67,8 @@ def main():
     if unknown:
         raise SystemExit(f"--students: unknown {unknown}; choose from {sorted(STUDENTS)}")
     if not (args.dump_dir / "train" / "meta.json").is_file():
-        raise SystemExit(f"{args.dump_dir}/train/meta.json: no dump there; prepare it with the first "
-                         "step of bench/run_cpu.sh")
+        raise SystemExit(f"{args.dump_dir}/train/meta.json: no dump there; prepare it with "
+                         "bench/prepare_teacher.sh")
     start = time.perf_counter()
     summary = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "updates": args.updates,
                "seeds": seeds, "frozen_teacher_cnn": args.frozen_teacher_cnn, "students": {}}

@@ -117,7 +117,8 @@ def main():
                "methods": methods, "codecs": []}
     for codec in ["fp16"] + [c for c in codecs if c != "fp16"]:
         print(f"[bench] {codec}: dump ...", file=sys.stderr, flush=True)
-        out = work / f"dump_{codec.replace(':', '')}" / "train"
+        tag = codec.replace(":", "")  # pq:4 -> pq4 in paths
+        out = work / f"dump_{tag}" / "train"
         if (out / "summary.json").exists():  # a rerun's train dump is timed afresh
             import shutil
 
@@ -139,7 +140,7 @@ def main():
             conf = run_config(base, method, args.updates, args.seed, args.curve_points)
             if args.num_workers is not None:
                 conf["num_workers"] = args.num_workers
-            r = train(conf, args, out, valid_dump, work / f"{codec.replace(':', '')}_{method}")
+            r = train(conf, args, out, valid_dump, work / f"{tag}_{method}")
             entry["runs"][method] = r
             entry["train_seconds"][method] = r["train_seconds"]
             entry["valid_loss_fp16_targets"][method] = r["valid_loss"]

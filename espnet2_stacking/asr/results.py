@@ -178,14 +178,24 @@ def _fmt(value, fmt: str = "{}") -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def _metric(run: DownstreamRun, test_set: str, metric: str) -> str:
+def _percent(run: DownstreamRun, test_set: str, metric: str) -> Optional[float]:
+    """A run's metric on a test set in % (accuracy for "acc", else the error rate); None: not
+    scored there."""
     got = run.scores.get(test_set)
     if not got:
-        return "-"
+        return None
     if metric == "acc":
         c = got["acc"]
-        return f"{100 * c.corr / c.snt:.1f}" if c.snt else "-"
-    return f"{100 * got[metric].error_rate:.1f}"
+        return 100 * c.corr / c.snt if c.snt else None
+    return 100 * got[metric].error_rate
+
+
+def _round2(value: Optional[float]) -> Optional[float]:
+    return None if value is None else round(value, 2)
+
+
+def _metric(run: DownstreamRun, test_set: str, metric: str) -> str:
+    return _fmt(_percent(run, test_set, metric), "{:.1f}")
 
 
 def _upstream_cells(u: UpstreamInfo) -> List[str]:
@@ -261,16 +271,6 @@ def render_results(runs: List[DownstreamRun],
     return "\n".join(out) + "\n"
 
 
-def _value(run: DownstreamRun, test_set: str, metric: str) -> Optional[float]:
-    got = run.scores.get(test_set)
-    if not got:
-        return None
-    if metric == "acc":
-        c = got["acc"]
-        return round(100 * c.corr / c.snt, 2) if c.snt else None
-    return round(100 * got[metric].error_rate, 2)
-
-
 @typechecked
 def results_summary(runs: List[DownstreamRun]) -> dict:
     """The numbers of RESULTS.md, machine-readable (benches and scripts read this, not the
@@ -283,7 +283,7 @@ def results_summary(runs: List[DownstreamRun]) -> dict:
          "stacking_schedule": r.upstream.stacking_schedule,
          "distill_seconds": r.upstream.distill_seconds, "train_seconds": r.train_seconds,
          "decode_seconds": r.decode_seconds,
-         "scores": {s: {m: _value(r, s, m) for m in metrics[r.task]} for s in sorted(r.scores)}}
+         "scores": {s: {m: _round2(_percent(r, s, m)) for m in metrics[r.task]} for s in sorted(r.scores)}}
         for r in runs]}
 
 

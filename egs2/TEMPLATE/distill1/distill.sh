@@ -347,6 +347,7 @@ task_module() {  # task_module TASK train|inference
     if [ "$1" = sid ]; then echo "espnet2_stacking.bin.cls_$2"; else echo "espnet2_stacking.bin.asr_$2"; fi
 }
 task_shapes() { if [ "$1" = sid ]; then echo speech; else echo "speech text"; fi; }
+builtin_upstreams="student teacher student_random fbank"
 upstream_spec() {  # name -> upstream spec on stdout; nothing: skip this upstream (warned)
     local name=$1 student_dir
     student_dir="${expdir}/student_$(distill_tag)"
@@ -362,7 +363,7 @@ upstream_spec() {  # name -> upstream spec on stdout; nothing: skip this upstrea
             fi ;;
         teacher) require_teacher; echo "${teacher}" ;;
         fbank) echo fbank ;;
-        *) log "unknown upstream '${name}' in --upstreams (known: student teacher student_random fbank)"; exit 2 ;;
+        *) log "unknown upstream '${name}' in --upstreams (known: ${builtin_upstreams}, or NAME=SPEC)"; exit 2 ;;
     esac
 }
 up_names=(); up_specs=()
@@ -373,7 +374,7 @@ resolve_upstreams() {  # fills up_names and up_specs from --upstreams
         if [[ "${name}" == *=* ]]; then  # NAME=SPEC: an upstream of the user's, under its name
             spec=${name#*=}; name=${name%%=*}
             [[ "${name}" =~ ^[A-Za-z0-9_.-]+$ ]] || { log "--upstreams: '${name}=${spec}': the name must be letters, digits, _ . or - (it names ${expdir}/<task>_${name})"; exit 2; }
-            case "${name}" in student|teacher|student_random|fbank) log "--upstreams: '${name}=${spec}': ${name} is a built-in upstream's name; choose another"; exit 2 ;; esac
+            [[ " ${builtin_upstreams} " != *" ${name} "* ]] || { log "--upstreams: '${name}=${spec}': ${name} is a built-in upstream's name; choose another"; exit 2; }
             [[ "${spec}" == random:* || "${spec}" == fbank* || -e "${spec}" ]] || { log "--upstreams: '${name}=${spec}': ${spec} not found"; exit 1; }
         else
             spec=$(upstream_spec "${name}")
