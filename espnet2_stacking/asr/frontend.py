@@ -26,7 +26,7 @@ or on the command line ``--frontend_conf upstream=random:hubert?layers=4&dim=32`
 """
 
 import logging
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 import humanfriendly
 import torch
@@ -38,6 +38,16 @@ from espnet2_stacking.core.frames import SAMPLE_RATE
 from espnet2_stacking.upstreams.load import load_upstream
 
 logger = logging.getLogger(__name__)
+
+
+@typechecked
+def split_states(rows: torch.Tensor, num_states: int) -> List[torch.Tensor]:
+    """(batch, frames, num_states * D) -> [h_0, ..., h_{num_states - 1}], each (batch, frames, D)."""
+    if rows.dim() != 3 or rows.size(-1) % num_states:
+        raise ValueError(
+            f"dumped upstream states: expected (batch, frames, {num_states} x D), got "
+            f"{tuple(rows.shape)}")
+    return list(rows.unflatten(-1, (num_states, rows.size(-1) // num_states)).unbind(-2))
 
 
 class StackingUpstreamFrontend(AbsFrontend):
@@ -55,6 +65,11 @@ class StackingUpstreamFrontend(AbsFrontend):
             before the sum, e.g. for pre-LN upstreams whose state scale grows with depth.
             (Not called ``normalize``: ESPnet's --print_config hides frontend options that
             share a name with a top-level option.)
+        input: "waveform" (the upstream runs on the audio) or "states": the input rows are
+            the upstream's h_0..h_L side by side, dumped once by
+            ``espnet2_stacking.bin.dump_upstream_states`` with the same upstream, dtype and
+            normalisation (the recipe's ``--downstream_feats dump``); the upstream is then
+            read for its shape only and never run.
 
     Shapes: ``forward(speech (batch, samples), lengths (batch,))`` ->
     ``(feats (batch, frames, hidden_size), feats_lengths (batch,))``, 50 frames/s.
@@ -75,8 +90,13 @@ class StackingUpstreamFrontend(AbsFrontend):
         num_layers: Optional[int] = None,
         upstream_dtype: str = "float32",
         upstream_normalize: str = "none",
+        input: str = "waveform",
     ):
         super().__init__()
+        if input not in ("waveform", "states"):
+            raise ValueError(
+                f"stacking_upstream frontend: input must be 'waveform' or 'states', got '{input}'")
+        self.input = input
         if isinstance(fs, str):
             fs = humanfriendly.parse_size(fs)
         if fs != SAMPLE_RATE:
@@ -118,11 +138,24 @@ class StackingUpstreamFrontend(AbsFrontend):
     def forward(
         self, input: torch.Tensor, input_lengths: torch.Tensor
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """(batch, samples) waveforms -> (batch, frames, hidden_size) float32 features."""
-        self.upstream.to(input.device)  # not a submodule: .to() on the model misses it
-        states, feats_lengths = self.upstream.extract_features(
-            input.float(), input_lengths, num_layers=self.num_layers
-        )
+        """(batch, samples) waveforms, or with ``input: states`` (batch, frames, (L + 1) * D)
+        dumped states -> (batch, frames, hidden_size) float32 features."""
+        if self.input == "states":
+            num_states = self.upstream.num_layers + 1
+            width = num_states * self.upstream.hidden_size
+            if input.dim() != 3 or input.size(-1) != width:
+                raise ValueError(
+                    f"stacking_upstream frontend (input: states): expected dumped states "
+                    f"(batch, frames, {width}) = {num_states} states x "
+                    f"{self.upstream.hidden_size} of '{self.upstream_spec}', got "
+                    f"{tuple(input.shape)}: dumped from another upstream?")
+            states = split_states(input.float(), num_states)
+            feats_lengths = input_lengths
+        else:
+            self.upstream.to(input.device)  # not a submodule: .to() on the model misses it
+            states, feats_lengths = self.upstream.extract_features(
+                input.float(), input_lengths, num_layers=self.num_layers
+            )
         if self.featurizer is None:
             feats = states[self.layer]
         else:
@@ -145,4 +178,4 @@ class StackingUpstreamFrontend(AbsFrontend):
 
     def extra_repr(self) -> str:
         return (f"upstream={self.upstream!r}, layer={self.layer}, "
-                f"num_layers={self.num_layers}")
+                f"num_layers={self.num_layers}, input={self.input}")

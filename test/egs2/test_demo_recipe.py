@@ -71,6 +71,16 @@ def test_the_whole_demo_at_smoke_size(tmp_path):
     phones = (tmp_path / "data/token_list/phn/tokens.txt").read_text().split()
     assert phones[:2] == ["<blank>", "<unk>"] and "<space>" not in phones  # phones, not characters
     assert (exp / "sid_student/decode_sid_test/prediction/text").exists()
+    # run.sh's --downstream_feats dump: the student's states once per data dir, read by every
+    # head and decoding; FBANK stays online
+    states = tmp_path / "dump/upstream_states"
+    assert sorted(p.name for p in (states / "student").iterdir() if p.is_dir()) == [
+        "dev", "sid_dev", "sid_test", "sid_train", "test", "train"]
+    assert not (states / "fbank").exists()
+    for task in ("pr", "sid"):
+        config = (exp / f"{task}_student/config.yaml").read_text()
+        assert "input: states" in config and "input: states" not in (exp / f"{task}_fbank/config.yaml").read_text()
+        assert "upstream_states/student/" in config
     assert "check_speakers: 3 splits, 4 speakers in" in res.stderr
     # one collect-stats pass per task, shared by the upstreams (no global_mvn)
     assert (exp / "pr_stats_phn/train/text_shape").exists()

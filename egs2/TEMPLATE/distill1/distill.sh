@@ -65,6 +65,11 @@ upstreams="student teacher student_random"  # upstreams of every task, each -> <
                         #   fbank: log-mel filterbanks (SUPERB's FBANK baseline); NAME=SPEC: any
                         #   other upstream spec (e.g. another run's export_student model.pth)
 asr_upstreams=""        # the old name of --upstreams (still accepted)
+downstream_feats=online # online: every head runs its frozen upstream on every step; dump: stage
+                        #   5 first runs each upstream once over every data dir the tasks use
+                        #   and keeps all its hidden states (${dumpdir}/upstream_states/<name>/
+                        #   <set>, float16), which the heads and stage 6 read (fbank stays
+                        #   online; README "Downstream tasks": time saved, disk used)
 asr_config=""           # YAML for task asr
 asr_args=""             # extra options for asr_train (task asr)
 asr_nj=1                # downstream trainings (and collect-stats passes) run at once, every
@@ -489,12 +494,73 @@ stats_dir() {  # stats_dir TASK UPSTREAM_NAME
         echo "${expdir}/$1_stats_$(basename "$(token_dir "$1")")"
     fi
 }
-task_data() {  # task_data TASK: the --{train,valid}_data_path_and_name_and_type options
+states_dumped() {  # states_dumped SPEC: true when the heads of this upstream read dumped states
+    [ "${downstream_feats}" = dump ] && [[ "$1" != fbank* ]]
+}
+states_dir() { echo "${dumpdir}/upstream_states/$1/$2"; }  # states_dir NAME SET
+speech_data() {  # speech_data NAME SPEC SET: a head's speech input as ESPnet data (path,name,type)
+    if states_dumped "$2"; then
+        echo "$(states_dir "$1" "$3")/feats.scp,speech,npy"
+    else
+        echo "${datadir}/$3/wav.scp,speech,sound"
+    fi
+}
+frontend_opts() {  # frontend_opts SPEC: the frontend options of a head on this upstream
+    echo "--frontend_conf upstream=$1"
+    if states_dumped "$1"; then echo "--frontend_conf input=states"; fi
+}
+downstream_sets() {  # every data dir the tasks train, validate or test on, once each
+    local task dset seen=" "
+    for task in ${downstream_tasks}; do
+        for dset in $(task_train_sets "${task}") $(task_test_sets "${task}"); do
+            [[ "${seen}" == *" ${dset} "* ]] && continue
+            seen+="${dset} "; echo "${dset}"
+        done
+    done
+}
+upstream_setting() {  # upstream_setting KEY DEFAULT: a frontend_conf value every task's config
+                      # must share (the dumped states serve them all)
+    local task values=()
+    for task in ${downstream_tasks}; do
+        values+=("$(config_value "$(task_var "${task}" config)" "frontend_conf.$1" "$2")")
+    done
+    if [ "$(printf '%s\n' "${values[@]}" | sort -u | wc -l)" -ne 1 ]; then
+        log "--downstream_feats dump: the tasks' configs disagree on frontend_conf.$1 (${values[*]} for ${downstream_tasks}); one dump serves every task: make them equal or use --downstream_feats online"
+        exit 2
+    fi
+    echo "${values[0]}"
+}
+dump_upstream_states() {  # stage 5, --downstream_feats dump: each upstream's states, once
+    local i dset dirs outs dtype norm
+    dtype=$(upstream_setting upstream_dtype float32)
+    norm=$(upstream_setting upstream_normalize none)
+    jobs_begin
+    for i in "${!up_names[@]}"; do
+        states_dumped "${up_specs[$i]}" || continue
+        dirs=(); outs=()
+        for dset in $(downstream_sets); do
+            dirs+=("${datadir}/${dset}"); outs+=("$(states_dir "${up_names[$i]}" "${dset}")")
+        done
+        mkdir -p "${dumpdir}/upstream_states/${up_names[$i]}"
+        jobs_add_timed "hidden states of '${up_names[$i]}' (upstream ${up_specs[$i]})" \
+            "${dumpdir}/upstream_states/${up_names[$i]}/dump.log" "${dumpdir}/upstream_states/${up_names[$i]}/dump_seconds" \
+            ${python} -m espnet2_stacking.bin.dump_upstream_states --upstream "${up_specs[$i]}" \
+            --upstream_dtype "${dtype}" --upstream_normalize "${norm}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" \
+            --data_dir "${dirs[@]}" --out_dir "${outs[@]}"
+    done
+    jobs_run "$(job_class)" "${asr_nj}" "${ngpu}"
+}
+task_data() {  # task_data TASK [NAME SPEC]: the --{train,valid}_data_path_and_name_and_type
+               # options (the speech of upstream NAME; without it, the waveforms)
     local tag d sets
     read -r -a sets <<< "$(task_train_sets "$1")"
     for tag in train valid; do
         d=${sets[0]}; [ "${tag}" = valid ] && d=${sets[1]}
-        echo "--${tag}_data_path_and_name_and_type ${datadir}/${d}/wav.scp,speech,sound"
+        if [ $# -ge 3 ]; then
+            echo "--${tag}_data_path_and_name_and_type $(speech_data "$2" "$3" "${d}")"
+        else
+            echo "--${tag}_data_path_and_name_and_type ${datadir}/${d}/wav.scp,speech,sound"
+        fi
         echo "--${tag}_data_path_and_name_and_type $(task_labels "$1" "${datadir}/${d}")"
     done
 }
@@ -509,6 +575,7 @@ stage_downstream_train() {
     local task i stats run_dir opts=() dist_opts=() sets shape done_stats=() pending=() run config
     [ "${ngpu}" -gt 1 ] && ! multi_node && dist_opts+=(--multiprocessing_distributed true)
     for task in ${downstream_tasks}; do prepare_labels "${task}"; done
+    [ "${downstream_feats}" = dump ] && dump_upstream_states
     # Shapes (and feature statistics for global_mvn) from ESPnet's collect-stats pass: every
     # pass of every task in one pool, --asr_nj at once
     jobs_begin
@@ -548,7 +615,7 @@ stage_downstream_train() {
             run_dir="${expdir}/${task}_${up_names[$i]}"
             stats=$(stats_dir "${task}" "${up_names[$i]}")
             # shellcheck disable=SC2046
-            opts=(--config "${config}" --frontend_conf "upstream=${up_specs[$i]}" $(token_opts "${task}") $(task_data "${task}"))
+            opts=(--config "${config}" $(frontend_opts "${up_specs[$i]}") $(token_opts "${task}") $(task_data "${task}" "${up_names[$i]}" "${up_specs[$i]}"))
             [ "$(config_value "${config}" normalize utterance_mvn)" = global_mvn ] && opts+=(--normalize_conf "stats_file=${stats}/train/feats_stats.npz")
             for shape in $(task_shapes "${task}"); do
                 opts+=(--train_shape_file "${stats}/train/${shape}_shape" --valid_shape_file "${stats}/valid/${shape}_shape")
@@ -576,12 +643,15 @@ stage_downstream_train() {
 
 # Decoding: every (task, upstream, test set) is split into jobs of at least ${decode_min_utts}
 # utterances (at most ${nj} per set), all drawn from one pool of ${nj} at once, then merged.
-decode_prepare() {  # decode_prepare RUN_DIR SET MODEL: split the keys; prints the number of jobs
-    local run_dir=$1 dset=$2 decode_dir logdir model num _nj
+decode_prepare() {  # decode_prepare RUN_DIR SET MODEL NAME SPEC: split the keys; prints the number
+                   # of jobs
+    local run_dir=$1 dset=$2 decode_dir logdir model num _nj speech
     decode_dir="${run_dir}/decode_${dset}"; logdir="${decode_dir}/logdir"
     model="${run_dir}/$3"
     [ -e "${model}" ] || { log "${model} missing: did stage 5 finish? (--<task>_decode_model picks another)"; exit 1; }
     [ -f "${datadir}/${dset}/wav.scp" ] || { log "${datadir}/${dset}/wav.scp missing: run stage 1"; exit 1; }
+    speech=$(speech_data "$4" "$5" "${dset}"); speech=${speech%%,*}
+    [ -f "${speech}" ] || { log "${speech} missing: run stage 5 (--downstream_feats dump dumps the upstream's states there)"; exit 1; }
     rm -rf "${decode_dir}"; mkdir -p "${logdir}"
     num=$(wc -l < "${datadir}/${dset}/wav.scp")
     _nj=$(( (num + decode_min_utts - 1) / decode_min_utts ))
@@ -609,12 +679,12 @@ decode_merge() {  # decode_merge TASK RUN_DIR SET: the jobs' outputs and their s
 stage_decode() {
     check_tasks
     resolve_upstreams
-    local task name dset run_dir i j jobs pairs=() counts=() total=0 logdir model
+    local task k dset run_dir i j jobs pairs=() counts=() total=0 logdir model speech
     for task in ${downstream_tasks}; do
-        for name in "${up_names[@]}"; do
+        for k in "${!up_names[@]}"; do
             for dset in $(task_test_sets "${task}"); do
-                pairs+=("${task} ${expdir}/${task}_${name} ${dset}")
-                jobs=$(decode_prepare "${expdir}/${task}_${name}" "${dset}" "$(task_var "${task}" decode_model)")
+                pairs+=("${task} ${expdir}/${task}_${up_names[$k]} ${dset} ${k}")
+                jobs=$(decode_prepare "${expdir}/${task}_${up_names[$k]}" "${dset}" "$(task_var "${task}" decode_model)" "${up_names[$k]}" "${up_specs[$k]}")
                 counts+=("${jobs}"); total=$(( total + jobs ))
             done
         done
@@ -622,7 +692,8 @@ stage_decode() {
     [ "${total}" -gt 0 ] || { log "nothing to decode (--upstreams '${upstreams}', --test_sets '${test_sets}', --sid_test_sets '${sid_test_sets}')"; exit 1; }
     jobs_begin
     for i in "${!pairs[@]}"; do
-        read -r task run_dir dset <<< "${pairs[$i]}"
+        read -r task run_dir dset k <<< "${pairs[$i]}"
+        speech=$(speech_data "${up_names[$k]}" "${up_specs[$k]}" "${dset}")
         logdir="${run_dir}/decode_${dset}/logdir"
         model="${run_dir}/$(task_var "${task}" decode_model)"
         log "decoding ${dset} with ${model}: ${counts[$i]} job(s), logs in ${logdir}/decode.*.log"
@@ -633,7 +704,7 @@ stage_decode() {
                     ${python} -m espnet2_stacking.bin.cls_inference \
                     --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --batch_size 1 \
                     --classification_train_config "${run_dir}/config.yaml" --classification_model_file "${model}" \
-                    --data_path_and_name_and_type "${datadir}/${dset}/wav.scp,speech,sound" \
+                    --data_path_and_name_and_type "${speech}" \
                     --key_file "${logdir}/keys.${j}.scp" --output_dir "${logdir}/output.${j}" \
                     ${sid_inference_args}
             else
@@ -643,7 +714,7 @@ stage_decode() {
                     --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --batch_size 1 --ctc_weight 1.0 --lm_weight 0.0 \
                     --beam_size "${decode_beam_size}" \
                     --asr_train_config "${run_dir}/config.yaml" --asr_model_file "${model}" \
-                    --data_path_and_name_and_type "${datadir}/${dset}/wav.scp,speech,sound" \
+                    --data_path_and_name_and_type "${speech}" \
                     --key_file "${logdir}/keys.${j}.scp" --output_dir "${logdir}/output.${j}" \
                     ${inference_args}
             fi
@@ -651,7 +722,7 @@ stage_decode() {
     done
     jobs_run "$(job_class)" "${nj}" "${ngpu}"
     for i in "${!pairs[@]}"; do
-        read -r task run_dir dset <<< "${pairs[$i]}"
+        read -r task run_dir dset k <<< "${pairs[$i]}"
         decode_merge "${task}" "${run_dir}" "${dset}"
     done
 }

@@ -56,6 +56,7 @@ esac
     --asr_nj 2 \
     --distill_config conf/distill_interleaved_eql.yaml \
     --downstream_tasks "asr pr sid" \
+    --downstream_feats dump \
     --upstreams "student teacher student_random fbank" \
     --asr_config conf/asr_demo.yaml \
     --pr_config conf/pr_demo.yaml \

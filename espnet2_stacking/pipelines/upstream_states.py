@@ -1,0 +1,122 @@
+"""Run a frozen upstream once over a data dir and keep all its hidden states (recipe stage 5).
+
+A SUPERB-style head reads every state h_0..h_L of a frozen upstream. Running the upstream on
+every training step repeats the same forward pass for every epoch, every task and the
+decoding; dumped once per data dir, the states serve them all, and a head's step is then the
+head alone (README "Downstream tasks": what it saves, and what it costs on disk).
+
+Layout of an output dir:
+    states/<utt>.npy  (frames, (L + 1) * D) float16: h_0..h_L side by side on the feature axis
+                      (ESPnet's ``npy`` data type; ESPnet's dataset reads it as float32)
+    feats.scp         "<utt> <path of its .npy>" (ESPnet's NpyScpWriter) in wav.scp's order,
+                      written last: a killed run leaves no list, and a rerun starts the dir
+                      again
+    utt2num_frames    frames per utterance
+    meta.json         upstream spec (and its file's sha256), dtype, normalisation, L, D: a
+                      rerun with the same meta keeps the dir, any other redoes it
+
+The stacking_upstream frontend with ``input: states`` splits the rows back into h_0..h_L
+(``split_states`` in espnet2_stacking.asr.frontend).
+"""
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from espnet2.fileio.npy_scp import NpyScpWriter
+from typeguard import typechecked
+
+from espnet2_stacking.core.frames import SAMPLE_RATE, WINDOW
+from espnet2_stacking.data.atomic import atomic_write_text
+from espnet2_stacking.data.kaldi_dir import read_data_dir
+from espnet2_stacking.data.utterances import batches_by_length, load_audio
+from espnet2_stacking.upstreams.load import load_upstream
+
+SCP = "feats.scp"
+META = "meta.json"
+logger = logging.getLogger(__name__)
+
+
+def _file_digest(spec: str) -> Optional[str]:
+    """sha256 of the upstream's file (an export rewritten in place must not reuse a dump)."""
+    path = Path(spec)
+    if not path.is_file():
+        return None  # random:..., a Hugging Face dir name, fbank
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@typechecked
+def dump_upstream_states(data_dir: Path, out_dir: Path, upstream: str,
+                         upstream_dtype: str = "float32", upstream_normalize: str = "none",
+                         device: str = "cpu", max_batch_seconds: float = 60.0) -> dict:
+    """Dump h_0..h_L of ``upstream`` for every utterance of ``data_dir``; returns meta.json's
+    content (with utterances, frames, MB written and seconds)."""
+    utts = read_data_dir(data_dir)
+    meta = {"upstream": upstream, "upstream_sha256": _file_digest(upstream),
+            "upstream_dtype": upstream_dtype, "upstream_normalize": upstream_normalize,
+            "data_dir": str(data_dir)}
+    if (out_dir / SCP).is_file() and (out_dir / META).is_file():
+        done = json.loads((out_dir / META).read_text(encoding="utf-8"))
+        if {k: done.get(k) for k in meta} == meta:
+            logger.info(f"{out_dir}: the states of {upstream} are there: kept")
+            return done
+        logger.info(f"{out_dir}: dumped from another upstream or setting: dumping again")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    model = load_upstream(upstream, dtype=upstream_dtype, normalize=upstream_normalize,
+                          device=device)
+    meta.update(num_states=model.num_layers + 1, hidden_size=model.hidden_size)
+    start = time.perf_counter()
+    frames_of, written, compute = {}, 0, 0.0
+    batches = batches_by_length(utts, int(max_batch_seconds * SAMPLE_RATE))
+    writer = NpyScpWriter(out_dir / "states", out_dir / f".{SCP}.tmp")
+    with writer:
+        for k, batch in enumerate(batches):
+            for u in batch:
+                if u.num_samples < WINDOW:
+                    raise ValueError(
+                        f"utterance '{u.utt_id}' of {data_dir}: {u.num_samples} samples give "
+                        f"no frame of {upstream} (at least {WINDOW} needed); drop it from the "
+                        "data dir")
+            wavs = [torch.from_numpy(load_audio(u, model.sample_rate)) for u in batch]
+            lengths = torch.tensor([len(w) for w in wavs])
+            padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(device)
+            t0 = time.perf_counter()
+            states, frame_lens = model.extract_features(padded, lengths.to(device))
+            rows = torch.cat(states, dim=-1).to("cpu", torch.float16)
+            compute += time.perf_counter() - t0
+            for u, row, n in zip(batch, rows, frame_lens.tolist()):
+                frames_of[u.utt_id] = n
+                writer[u.utt_id] = np.ascontiguousarray(row[:n].numpy())
+                written += n * rows.size(-1) * 2
+            if (k + 1) % 20 == 0 or k + 1 == len(batches):
+                logger.info(f"{out_dir}: {sum(len(b) for b in batches[:k + 1])} of "
+                            f"{len(utts)} utterances")
+    # the list is the marker of a finished dir: the frame counts and meta first, the list last
+    atomic_write_text(out_dir / "utt2num_frames",
+                      "".join(f"{u} {frames_of[u]}\n" for u in sorted(frames_of)))
+    meta.update(utterances=len(frames_of), frames=sum(frames_of.values()),
+                megabytes=round(written / 1e6, 1), compute_seconds=round(compute, 1),
+                seconds=round(time.perf_counter() - start, 1))
+    atomic_write_text(out_dir / META, json.dumps(meta, indent=2) + "\n")
+    # in wav.scp's order: ESPnet's decoding reads its key file and this list side by side
+    paths = dict(line.split(maxsplit=1) for line in
+                 (out_dir / f".{SCP}.tmp").read_text(encoding="utf-8").splitlines())
+    order = [line.split(maxsplit=1)[0] for line in
+             (data_dir / "wav.scp").read_text(encoding="utf-8").splitlines() if line.strip()]
+    atomic_write_text(out_dir / SCP, "".join(f"{u} {paths[u]}\n" for u in order))
+    (out_dir / f".{SCP}.tmp").unlink()
+    logger.info(f"{out_dir}: {meta['utterances']} utterances, {meta['frames']} frames, "
+                f"{meta['megabytes']} MB in {meta['seconds']} s")
+    return meta

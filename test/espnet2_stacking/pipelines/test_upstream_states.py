@@ -1,0 +1,93 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_data_dir
+from espnet2.fileio.npy_scp import NpyScpReader
+
+from espnet2_stacking.asr.frontend import StackingUpstreamFrontend
+from espnet2_stacking.bin.dump_upstream_states import main as dump_main
+from espnet2_stacking.data.kaldi_dir import read_data_dir
+from espnet2_stacking.data.utterances import load_audio
+from espnet2_stacking.pipelines.upstream_states import dump_upstream_states
+from espnet2_stacking.upstreams import load_upstream
+
+UPSTREAM = "random:hubert?layers=3&dim=16&heads=2&ffn=32&conv=16&pos_kernel=8&pos_groups=2&seed=3"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_data_dir(tmp_path_factory.mktemp("us"), "test", 5)
+
+
+def test_dumped_states_read_by_the_frontend_equal_the_online_features(data, tmp_path):
+    out = tmp_path / "states"
+    meta = dump_upstream_states(data, out, UPSTREAM, max_batch_seconds=2.0)  # several batches
+    assert meta["num_states"] == 4 and meta["hidden_size"] == 16 and meta["utterances"] == 5
+    rows = NpyScpReader(out / "feats.scp")
+    # wav.scp's order (ESPnet's decoding reads a key file and the list side by side), though
+    # written in batches by length
+    keys = [line.split()[0] for line in (out / "feats.scp").read_text().splitlines()]
+    assert keys == [line.split()[0] for line in (data / "wav.scp").read_text().splitlines()]
+    upstream = load_upstream(UPSTREAM)
+    online = StackingUpstreamFrontend(upstream=UPSTREAM)
+    dumped = StackingUpstreamFrontend(upstream=UPSTREAM, input="states")
+    with torch.no_grad():  # the same (non-zero) layer weights in both
+        for f in (online, dumped):
+            f.featurizer.weights.copy_(torch.tensor([0.3, -0.2, 0.5, 0.1]))
+    frames = dict(line.split() for line in (out / "utt2num_frames").read_text().splitlines())
+    for utt in read_data_dir(data):
+        row = rows[utt.utt_id]
+        assert row.dtype == np.float16 and row.shape == (int(frames[utt.utt_id]), 4 * 16)
+        wav = torch.from_numpy(load_audio(utt, 16000))[None]
+        n = torch.tensor([wav.size(1)])
+        states, frame_lens = upstream.extract_features(wav, n)
+        assert row.shape[0] == int(frame_lens)
+        assert np.allclose(row, torch.cat(states, -1)[0].numpy(), atol=2e-3, rtol=2e-3)  # fp16
+        expect, _ = online(wav, n)
+        got, got_lens = dumped(torch.from_numpy(row.astype(np.float32))[None],
+                               torch.tensor([row.shape[0]]))
+        assert int(got_lens) == row.shape[0]
+        assert torch.allclose(got, expect, atol=5e-3)
+
+
+def test_a_rerun_keeps_a_finished_dir_and_another_upstream_redoes_it(data, tmp_path):
+    out = tmp_path / "states"
+    dump_upstream_states(data, out, UPSTREAM)
+    stamp = (out / "feats.scp").stat().st_mtime_ns
+    assert dump_upstream_states(data, out, UPSTREAM)["utterances"] == 5
+    assert (out / "feats.scp").stat().st_mtime_ns == stamp
+    other = UPSTREAM.replace("seed=3", "seed=4")
+    dump_upstream_states(data, out, other)
+    assert json.loads((out / "meta.json").read_text())["upstream"] == other
+    assert not list(out.glob(".*tmp*"))  # nothing half-written left beside
+
+
+def test_a_killed_dump_leaves_no_list_and_short_audio_is_named(data, tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    rows = (data / "wav.scp").read_text().splitlines()
+    (bad / "wav.scp").write_text("\n".join(rows) + "\n")
+    lens = (data / "utt2num_samples").read_text().splitlines()
+    first = lens[0].split()[0]
+    (bad / "utt2num_samples").write_text("\n".join([f"{first} 300"] + lens[1:]) + "\n")
+    with pytest.raises(ValueError, match=f"'{first}'.*300 samples"):
+        dump_upstream_states(bad, tmp_path / "out", UPSTREAM)
+    assert not (tmp_path / "out" / "feats.scp").exists()
+
+
+def test_the_frontend_refuses_states_of_another_shape():
+    frontend = StackingUpstreamFrontend(upstream=UPSTREAM, input="states")
+    with pytest.raises(ValueError, match=r"\(batch, frames, 64\) = 4 states x 16"):
+        frontend(torch.zeros(1, 5, 48), torch.tensor([5]))
+    with pytest.raises(ValueError, match="'waveform' or 'states'"):
+        StackingUpstreamFrontend(upstream=UPSTREAM, input="frames")
+
+
+def test_the_entry_point_pairs_data_and_output_dirs(data, tmp_path):
+    with pytest.raises(SystemExit, match="2 dirs but --out_dir 1"):
+        dump_main(["--upstream", UPSTREAM, "--data_dir", str(data), str(data),
+                   "--out_dir", str(tmp_path / "a")])
+    dump_main(["--upstream", UPSTREAM, "--data_dir", str(data), "--out_dir", str(tmp_path / "a")])
+    assert len((tmp_path / "a" / "feats.scp").read_text().splitlines()) == 5
