@@ -125,6 +125,7 @@ def main():
     t0 = time.perf_counter()
     run([RECIPE / "run.sh", "--stage", 5, "--stop_stage", 7, "--downstream_tasks", " ".join(tasks),
          "--upstreams", " ".join(upstreams + ["fbank"]), "--expdir", work / "exp",
+         "--dumpdir", work / "dump",  # the students' dumped states (--downstream_feats dump)
          "--results", work / "RESULTS.md", "--asr_nj", args.nj, "--nj", args.nj,
          *shlex.split(args.recipe_args)], work / "logs/downstream.log")
     times["downstream"] = round(time.perf_counter() - t0, 1)

@@ -3,7 +3,8 @@
 # small HuBERT-style teacher pretrained on it by ESPnet's SSL task (stage 0), interleaved
 # stacking distillation 2 -> 4 -> 6 (stages 2-4), and SUPERB-style ASR, phoneme recognition
 # and speaker ID on the student, the teacher, a random student of the same shape and log-mel
-# filterbanks (stages 5-7 -> RESULTS.md).
+# filterbanks (stages 5-7 -> RESULTS.md). Each upstream runs once per data dir and the heads
+# train on its dumped states (--downstream_feats dump; FBANK stays online).
 #
 #   ./run.sh                   the demo
 #   ./run.sh --smoke true      the same stages at toy size, PR and SID on the student and
