@@ -83,6 +83,18 @@ def test_tasks_options_and_the_old_upstream_option(tmp_path):
     assert res.returncode == 2 and "unknown upstream 'mfcc' in --upstreams" in res.stderr
 
 
+def test_dumped_upstream_states_need_one_setting_for_every_task(tmp_path):
+    write(tmp_path / "asr.yaml", "frontend: stacking_upstream\n")
+    res = stage5(tmp_path, "--downstream_tasks", "asr", "--asr_config", "asr.yaml", "--downstream_feats", "dumps")
+    assert res.returncode == 2 and "--downstream_feats must be online or dump, got 'dumps'" in res.stderr
+    write(tmp_path / "pr.yaml", "frontend: stacking_upstream\nfrontend_conf:\n    upstream_dtype: bfloat16\n")
+    res = stage5(tmp_path, "--downstream_tasks", "asr pr", "--asr_config", "asr.yaml", "--pr_config", "pr.yaml",
+                 "--downstream_feats", "dump")
+    assert res.returncode == 2, res.stderr
+    assert "the tasks' configs disagree on frontend_conf.upstream_dtype (float32 bfloat16 for asr pr)" in res.stderr
+    assert not (tmp_path / "dump").exists()  # nothing dumped
+
+
 def test_named_upstreams_are_checked_before_anything_runs(tmp_path):
     """NAME=SPEC puts any upstream (another run's export) beside the built-in ones."""
     write(tmp_path / "pr.yaml", "frontend: stacking_upstream\n")

@@ -312,6 +312,7 @@ task_var() { local v="$1_$2"; echo "${!v}"; }  # task_var TASK NAME: the value o
 check_tasks() {
     local task config
     [ -n "${downstream_tasks// /}" ] || { log "--downstream_tasks is empty (known: ${known_tasks})"; exit 2; }
+    [[ "${downstream_feats}" == online || "${downstream_feats}" == dump ]] || { log "--downstream_feats must be online or dump, got '${downstream_feats}'"; exit 2; }
     for task in ${downstream_tasks}; do
         [[ " ${known_tasks} " == *" ${task} "* ]] || { log "unknown task '${task}' in --downstream_tasks '${downstream_tasks}' (known: ${known_tasks})"; exit 2; }
         config=$(task_var "${task}" config)
@@ -574,6 +575,10 @@ stage_downstream_train() {
     resolve_upstreams
     local task i stats run_dir opts=() dist_opts=() sets shape done_stats=() pending=() run config
     [ "${ngpu}" -gt 1 ] && ! multi_node && dist_opts+=(--multiprocessing_distributed true)
+    if [ "${downstream_feats}" = dump ]; then  # before any work: one dump serves every task
+        upstream_setting upstream_dtype float32 > /dev/null
+        upstream_setting upstream_normalize none > /dev/null
+    fi
     for task in ${downstream_tasks}; do prepare_labels "${task}"; done
     [ "${downstream_feats}" = dump ] && dump_upstream_states
     # Shapes (and feature statistics for global_mvn) from ESPnet's collect-stats pass: every
