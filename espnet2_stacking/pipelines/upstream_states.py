@@ -12,8 +12,9 @@ Layout of an output dir:
                       written last: a killed run leaves no list, and a rerun starts the dir
                       again
     utt2num_frames    frames per utterance
-    meta.json         upstream spec (and its file's sha256), dtype, normalisation, L, D: a
-                      rerun with the same meta keeps the dir, any other redoes it
+    meta.json         upstream spec (and its file's sha256), dtype, normalisation, the data
+                      dir's wav.scp sha256, L, D: a rerun with the same meta keeps the dir,
+                      any other redoes it
 
 The stacking_upstream frontend with ``input: states`` splits the rows back into h_0..h_L
 (``split_states`` in espnet2_stacking.asr.frontend).
@@ -44,7 +45,8 @@ logger = logging.getLogger(__name__)
 
 
 def _file_digest(spec: str) -> Optional[str]:
-    """sha256 of the upstream's file (an export rewritten in place must not reuse a dump)."""
+    """sha256 of a file (an export rewritten in place, or a data dir prepared again, must not
+    reuse a dump); None for a spec that is not a file."""
     path = Path(spec)
     if not path.is_file():
         return None  # random:..., a Hugging Face dir name, fbank
@@ -64,7 +66,7 @@ def dump_upstream_states(data_dir: Path, out_dir: Path, upstream: str,
     utts = read_data_dir(data_dir)
     meta = {"upstream": upstream, "upstream_sha256": _file_digest(upstream),
             "upstream_dtype": upstream_dtype, "upstream_normalize": upstream_normalize,
-            "data_dir": str(data_dir)}
+            "data_dir": str(data_dir), "wav_scp_sha256": _file_digest(str(data_dir / "wav.scp"))}
     if (out_dir / SCP).is_file() and (out_dir / META).is_file():
         done = json.loads((out_dir / META).read_text(encoding="utf-8"))
         if {k: done.get(k) for k in meta} == meta:

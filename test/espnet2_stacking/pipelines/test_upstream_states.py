@@ -58,6 +58,16 @@ def test_a_rerun_keeps_a_finished_dir_and_another_upstream_redoes_it(data, tmp_p
     stamp = (out / "feats.scp").stat().st_mtime_ns
     assert dump_upstream_states(data, out, UPSTREAM)["utterances"] == 5
     assert (out / "feats.scp").stat().st_mtime_ns == stamp
+    # a data dir prepared again (other utterances) is dumped again
+    scp = (data / "wav.scp").read_text()
+    try:
+        (data / "wav.scp").write_text("".join(scp.splitlines(keepends=True)[:4]))
+        (data / "utt2num_samples").write_text(
+            "".join((data / "utt2num_samples").read_text().splitlines(keepends=True)[:4]))
+        assert dump_upstream_states(data, out, UPSTREAM)["utterances"] == 4
+    finally:
+        write_data_dir(data.parent, "test", 5)
+    assert dump_upstream_states(data, out, UPSTREAM)["utterances"] == 5
     other = UPSTREAM.replace("seed=3", "seed=4")
     dump_upstream_states(data, out, other)
     assert json.loads((out / "meta.json").read_text())["upstream"] == other
