@@ -149,7 +149,8 @@ class StackingUpstreamFrontend(AbsFrontend):
                     f"(batch, frames, {width}) = {num_states} states x "
                     f"{self.upstream.hidden_size} of '{self.upstream_spec}', got "
                     f"{tuple(input.shape)}: dumped from another upstream?")
-            states = split_states(input.float(), num_states)
+            # the dump holds every state; num_layers / layer use the first ones, as online
+            states = split_states(input.float(), num_states)[: self.num_layers + 1]
             feats_lengths = input_lengths
         else:
             self.upstream.to(input.device)  # not a submodule: .to() on the model misses it

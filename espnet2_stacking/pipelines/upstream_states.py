@@ -20,6 +20,7 @@ The stacking_upstream frontend with ``input: states`` splits the rows back into 
 (``split_states`` in espnet2_stacking.asr.frontend).
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -44,17 +45,24 @@ META = "meta.json"
 logger = logging.getLogger(__name__)
 
 
+@functools.lru_cache(maxsize=16)
+def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _file_digest(spec: str) -> Optional[str]:
     """sha256 of a file (an export rewritten in place, or a data dir prepared again, must not
     reuse a dump); None for a spec that is not a file."""
     path = Path(spec)
     if not path.is_file():
         return None  # random:..., a Hugging Face dir name, fbank
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    # one read per file and version: a run over several data dirs hashes the upstream once
+    stat = path.stat()
+    return _cached_digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
 @typechecked

@@ -531,10 +531,8 @@ upstream_setting() {  # upstream_setting KEY DEFAULT: a frontend_conf value ever
     fi
     echo "${values[0]}"
 }
-dump_upstream_states() {  # stage 5, --downstream_feats dump: each upstream's states, once
-    local i dset dirs outs dtype norm
-    dtype=$(upstream_setting upstream_dtype float32)
-    norm=$(upstream_setting upstream_normalize none)
+dump_upstream_states() {  # dump_upstream_states DTYPE NORMALIZE: each upstream's states, once
+    local i dset dirs outs
     jobs_begin
     for i in "${!up_names[@]}"; do
         states_dumped "${up_specs[$i]}" || continue
@@ -546,7 +544,7 @@ dump_upstream_states() {  # stage 5, --downstream_feats dump: each upstream's st
         jobs_add_timed "hidden states of '${up_names[$i]}' (upstream ${up_specs[$i]})" \
             "${dumpdir}/upstream_states/${up_names[$i]}/dump.log" "${dumpdir}/upstream_states/${up_names[$i]}/dump_seconds" \
             ${python} -m espnet2_stacking.bin.dump_upstream_states --upstream "${up_specs[$i]}" \
-            --upstream_dtype "${dtype}" --upstream_normalize "${norm}" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" \
+            --upstream_dtype "$1" --upstream_normalize "$2" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" \
             --data_dir "${dirs[@]}" --out_dir "${outs[@]}"
     done
     jobs_run "$(job_class)" "${asr_nj}" "${ngpu}"
@@ -574,13 +572,14 @@ stage_downstream_train() {
     fi
     resolve_upstreams
     local task i stats run_dir opts=() dist_opts=() sets shape done_stats=() pending=() run config
+    local dump_dtype dump_norm
     [ "${ngpu}" -gt 1 ] && ! multi_node && dist_opts+=(--multiprocessing_distributed true)
     if [ "${downstream_feats}" = dump ]; then  # before any work: one dump serves every task
-        upstream_setting upstream_dtype float32 > /dev/null
-        upstream_setting upstream_normalize none > /dev/null
+        dump_dtype=$(upstream_setting upstream_dtype float32)
+        dump_norm=$(upstream_setting upstream_normalize none)
     fi
     for task in ${downstream_tasks}; do prepare_labels "${task}"; done
-    [ "${downstream_feats}" = dump ] && dump_upstream_states
+    [ "${downstream_feats}" = dump ] && dump_upstream_states "${dump_dtype}" "${dump_norm}"
     # Shapes (and feature statistics for global_mvn) from ESPnet's collect-stats pass: every
     # pass of every task in one pool, --asr_nj at once
     jobs_begin

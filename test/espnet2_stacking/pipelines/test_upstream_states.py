@@ -52,6 +52,20 @@ def test_dumped_states_read_by_the_frontend_equal_the_online_features(data, tmp_
         assert torch.allclose(got, expect, atol=5e-3)
 
 
+def test_dumped_states_serve_num_layers_and_layer_as_online(data, tmp_path):
+    out = tmp_path / "states"
+    dump_upstream_states(data, out, UPSTREAM)
+    utt = read_data_dir(data)[0]
+    row = torch.from_numpy(NpyScpReader(out / "feats.scp")[utt.utt_id].astype(np.float32))[None]
+    wav = torch.from_numpy(load_audio(utt, 16000))[None]
+    for opts in ({"num_layers": 1}, {"layer": 2}):
+        online = StackingUpstreamFrontend(upstream=UPSTREAM, **opts)
+        dumped = StackingUpstreamFrontend(upstream=UPSTREAM, input="states", **opts)
+        expect, _ = online(wav, torch.tensor([wav.size(1)]))
+        got, _ = dumped(row, torch.tensor([row.size(1)]))
+        assert torch.allclose(got, expect, atol=5e-3), opts
+
+
 def test_a_rerun_keeps_a_finished_dir_and_another_upstream_redoes_it(data, tmp_path):
     out = tmp_path / "states"
     dump_upstream_states(data, out, UPSTREAM)
