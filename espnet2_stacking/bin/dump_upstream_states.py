@@ -9,7 +9,8 @@ its position):
 
 A head then reads ``<out_dir>/feats.scp`` as its ``speech`` (type npy) with
 ``--frontend_conf upstream=<the same spec> --frontend_conf input=states``. A rerun keeps a
-finished dir made from the same upstream file and settings; see
+finished dir made from the same upstream file and settings, and an utterance found in an
+earlier --data_dir (same id, audio and length) is linked from there, not computed again; see
 espnet2_stacking.pipelines.upstream_states for the layout.
 """
 
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from espnet2_stacking.pipelines.upstream_states import dump_upstream_states
+from espnet2_stacking.pipelines.upstream_states import UpstreamStatesDumper
 from espnet2_stacking.upstreams.abs_upstream import DTYPES, NORMALIZATIONS
 
 
@@ -45,11 +46,13 @@ def main(cmd: Optional[List[str]] = None) -> None:
     args = get_parser().parse_args(cmd)
     if len(args.data_dir) != len(args.out_dir):
         sys.exit(f"--data_dir gives {len(args.data_dir)} dirs but --out_dir {len(args.out_dir)}")
+    # one dumper: the upstream is loaded once, and an utterance in several dirs runs once
+    dumper = UpstreamStatesDumper(args.upstream, upstream_dtype=args.upstream_dtype,
+                                  upstream_normalize=args.upstream_normalize,
+                                  device="cuda" if args.ngpu > 0 else "cpu",
+                                  max_batch_seconds=args.max_batch_seconds)
     for data_dir, out_dir in zip(args.data_dir, args.out_dir):
-        dump_upstream_states(data_dir, out_dir, args.upstream, upstream_dtype=args.upstream_dtype,
-                             upstream_normalize=args.upstream_normalize,
-                             device="cuda" if args.ngpu > 0 else "cpu",
-                             max_batch_seconds=args.max_batch_seconds)
+        dumper.dump(data_dir, out_dir)
 
 
 if __name__ == "__main__":

@@ -77,6 +77,10 @@ def test_the_whole_demo_at_smoke_size(tmp_path):
     assert sorted(p.name for p in (states / "student").iterdir() if p.is_dir()) == [
         "dev", "sid_dev", "sid_test", "sid_train", "test", "train"]
     assert not (states / "fbank").exists()
+    # the SID splits are drawn from train: linked from its dump, not computed again
+    for dset in ("sid_train", "sid_dev", "sid_test"):
+        meta = json.loads((states / "student" / dset / "meta.json").read_text())
+        assert meta["reused"] == meta["utterances"] == len((tmp_path / "data" / dset / "wav.scp").read_text().splitlines())
     for task in ("pr", "sid"):
         config = (exp / f"{task}_student/config.yaml").read_text()
         assert "input: states" in config and "input: states" not in (exp / f"{task}_fbank/config.yaml").read_text()
@@ -85,6 +89,10 @@ def test_the_whole_demo_at_smoke_size(tmp_path):
     # one collect-stats pass per task, shared by the upstreams (no global_mvn)
     assert (exp / "pr_stats_phn/train/text_shape").exists()
     assert (exp / "sid_stats_spk/train/speech_shape").exists() and not (exp / "sid_fbank/stats").exists()
+    # shapes only: the shared pass runs the cheapest frontend, not an upstream
+    assert "upstream=fbank" in (exp / "sid_stats_spk.log").read_text().splitlines()[1]
+    # 4 decodings fill run.sh's --nj 2: one job per test set, none split
+    assert not list(exp.glob("*/decode_*/logdir/keys.2.scp"))
     for task in ("pr", "sid"):  # two jobs each, side by side (run.sh: --asr_nj 2)
         assert res.stderr.count(f"finished {task} training on") == 2, task
 

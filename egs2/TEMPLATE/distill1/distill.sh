@@ -32,7 +32,8 @@ log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (${BASH_SOURCE[0]##*/}:${BASH_LINENO[
 stage=0                 # first stage to run
 stop_stage=7            # last stage to run
 ngpu=0                  # GPUs for the teacher dump, distillation and ASR (0: CPU)
-nj=4                    # parallel jobs for data prep, dump and decoding
+nj=4                    # parallel jobs for data prep, dump and decoding; the torch threads of
+                        #   stage 0's teacher training, which runs alone
 parallel_config=conf/parallel.yaml  # the site's file: where jobs run (cpu/gpu classes: local,
                         #   Slurm, SGE, PBS, SSH...) and how stages 3 and 5 span nodes (launch:);
                         #   missing: everything on this machine
@@ -199,7 +200,7 @@ stage_teacher() {
     ${python} -m espnet2_stacking.bin.pretrain_teacher --config "${teacher_config}" \
         --data_dir "${datadir}/${train_set}" --valid_dir "${datadir}/${valid_set}" \
         --extra_dirs "${extra[@]}" --out_dir "${teacher_dir}" --nj "${nj}" --resume "${parallel_opts[@]}" \
-        --probe_dir "${datadir}/${probe_set}" ${teacher_args}
+        --num_threads "${nj}" --probe_dir "${datadir}/${probe_set}" ${teacher_args}
 }
 require_teacher() {
     [ -n "${teacher}" ] || { log "--teacher is required (a fairseq .pt, HF dir, ESPnet SSL .pth or random:...)"; exit 2; }
@@ -495,6 +496,11 @@ stats_dir() {  # stats_dir TASK UPSTREAM_NAME
         echo "${expdir}/$1_stats_$(basename "$(token_dir "$1")")"
     fi
 }
+stats_upstream() {  # stats_upstream TASK SPEC: the upstream of the task's collect-stats pass
+    # A shared pass records shapes of the waveforms and labels only, yet ESPnet's
+    # classification task runs the frontend over every utterance in it: fbank is the cheapest
+    if [ "$(stats_per_upstream "$1")" = true ]; then echo "$2"; else echo fbank; fi
+}
 states_dumped() {  # states_dumped SPEC: true when the heads of this upstream read dumped states
     [ "${downstream_feats}" = dump ] && [[ "$1" != fbank* ]]
 }
@@ -597,7 +603,7 @@ stage_downstream_train() {
             # shellcheck disable=SC2046
             jobs_add "collect stats of ${task} (upstream ${up_specs[$i]})" "${stats}.log" \
                 ${python} -m "$(task_module "${task}" train)" --config "$(task_var "${task}" config)" \
-                --frontend_conf "upstream=${up_specs[$i]}" $(token_opts "${task}") $(task_data "${task}") \
+                --frontend_conf "upstream=$(stats_upstream "${task}" "${up_specs[$i]}")" $(token_opts "${task}") $(task_data "${task}") \
                 --collect_stats true --ngpu "${ngpu}" \
                 --train_shape_file "${datadir}/${sets[0]}/utt2num_samples" \
                 --valid_shape_file "${datadir}/${sets[1]}/utt2num_samples" \
@@ -646,9 +652,10 @@ stage_downstream_train() {
 }
 
 # Decoding: every (task, upstream, test set) is split into jobs of at least ${decode_min_utts}
-# utterances (at most ${nj} per set), all drawn from one pool of ${nj} at once, then merged.
-decode_prepare() {  # decode_prepare RUN_DIR SET MODEL NAME SPEC: split the keys; prints the number
-                   # of jobs
+# utterances (at most ${nj} / the number of decodings per set), all drawn from one pool of ${nj}
+# at once, then merged.
+decode_prepare() {  # decode_prepare RUN_DIR SET MODEL NAME SPEC MAX_JOBS: split the keys into at
+                   # most MAX_JOBS jobs; prints the number of jobs
     local run_dir=$1 dset=$2 decode_dir logdir model num _nj speech
     decode_dir="${run_dir}/decode_${dset}"; logdir="${decode_dir}/logdir"
     model="${run_dir}/$3"
@@ -659,7 +666,7 @@ decode_prepare() {  # decode_prepare RUN_DIR SET MODEL NAME SPEC: split the keys
     rm -rf "${decode_dir}"; mkdir -p "${logdir}"
     num=$(wc -l < "${datadir}/${dset}/wav.scp")
     _nj=$(( (num + decode_min_utts - 1) / decode_min_utts ))
-    [ "${_nj}" -le "${nj}" ] || _nj=${nj}
+    [ "${_nj}" -le "$6" ] || _nj=$6
     [ "${_nj}" -ge 1 ] || _nj=1
     # round robin, so every job gets long and short utterances alike
     awk -v nj="${_nj}" -v dir="${logdir}" '{ print $1 > (dir "/keys." ((NR - 1) % nj + 1) ".scp") }' \
@@ -683,15 +690,21 @@ decode_merge() {  # decode_merge TASK RUN_DIR SET: the jobs' outputs and their s
 stage_decode() {
     check_tasks
     resolve_upstreams
-    local task k dset run_dir i j jobs pairs=() counts=() total=0 logdir model speech
+    local task k dset run_dir i j jobs pairs=() counts=() total=0 logdir model speech max_split
     for task in ${downstream_tasks}; do
         for k in "${!up_names[@]}"; do
             for dset in $(task_test_sets "${task}"); do
                 pairs+=("${task} ${expdir}/${task}_${up_names[$k]} ${dset} ${k}")
-                jobs=$(decode_prepare "${expdir}/${task}_${up_names[$k]}" "${dset}" "$(task_var "${task}" decode_model)" "${up_names[$k]}" "${up_specs[$k]}")
-                counts+=("${jobs}"); total=$(( total + jobs ))
             done
         done
+    done
+    # A set is split only while the pool has more slots than decodings: past that, a split
+    # buys no parallelism and costs each part an interpreter start and a model load.
+    max_split=$(( nj / ${#pairs[@]} )); [ "${max_split}" -ge 1 ] || max_split=1
+    for i in "${!pairs[@]}"; do
+        read -r task run_dir dset k <<< "${pairs[$i]}"
+        jobs=$(decode_prepare "${run_dir}" "${dset}" "$(task_var "${task}" decode_model)" "${up_names[$k]}" "${up_specs[$k]}" "${max_split}")
+        counts+=("${jobs}"); total=$(( total + jobs ))
     done
     [ "${total}" -gt 0 ] || { log "nothing to decode (--upstreams '${upstreams}', --test_sets '${test_sets}', --sid_test_sets '${sid_test_sets}')"; exit 1; }
     jobs_begin

@@ -10,7 +10,8 @@ from espnet2_stacking.asr.frontend import StackingUpstreamFrontend
 from espnet2_stacking.bin.dump_upstream_states import main as dump_main
 from espnet2_stacking.data.kaldi_dir import read_data_dir
 from espnet2_stacking.data.utterances import load_audio
-from espnet2_stacking.pipelines.upstream_states import dump_upstream_states
+from espnet2_stacking.pipelines import upstream_states
+from espnet2_stacking.pipelines.upstream_states import UpstreamStatesDumper, dump_upstream_states
 from espnet2_stacking.upstreams import load_upstream
 
 UPSTREAM = "random:hubert?layers=3&dim=16&heads=2&ffn=32&conv=16&pos_kernel=8&pos_groups=2&seed=3"
@@ -115,3 +116,48 @@ def test_the_entry_point_pairs_data_and_output_dirs(data, tmp_path):
                    "--out_dir", str(tmp_path / "a")])
     dump_main(["--upstream", UPSTREAM, "--data_dir", str(data), "--out_dir", str(tmp_path / "a")])
     assert len((tmp_path / "a" / "feats.scp").read_text().splitlines()) == 5
+
+
+def _subset(src, dst, keep, extra=None):
+    """A data dir holding rows ``keep`` of ``src`` (and ``extra``'s rows)."""
+    dst.mkdir(parents=True)
+    for name in ("wav.scp", "utt2num_samples"):
+        rows = [r for i, r in enumerate((src / name).read_text().splitlines()) if i in keep]
+        if extra is not None:
+            rows += (extra / name).read_text().splitlines()
+        (dst / name).write_text("\n".join(rows) + "\n")
+    return dst
+
+
+def test_an_utterance_in_several_dirs_is_computed_once(data, tmp_path, monkeypatch):
+    other = write_data_dir(tmp_path, "other", 2, seed=1)
+    part = _subset(data, tmp_path / "part", {0, 2, 4}, extra=other)  # 3 shared, 2 new
+    calls = []
+    real_load = upstream_states.load_upstream
+    monkeypatch.setattr(upstream_states, "load_upstream",
+                        lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    dumper = UpstreamStatesDumper(UPSTREAM)
+    full_meta = dumper.dump(data, tmp_path / "s_full")
+    part_meta = dumper.dump(part, tmp_path / "s_part")
+    assert len(calls) == 1  # loaded once for both dirs
+    assert full_meta["reused"] == 0 and part_meta["reused"] == 3
+    assert part_meta["utterances"] == 5 and part_meta["num_states"] == 4
+    fresh = dump_upstream_states(part, tmp_path / "s_alone", UPSTREAM)  # no sharing
+    linked, alone = (NpyScpReader(tmp_path / d / "feats.scp") for d in ("s_part", "s_alone"))
+    assert list(linked.keys()) == list(alone.keys())
+    for utt in alone.keys():  # other batch companions: equal up to fp16 rounding
+        assert np.allclose(linked[utt], alone[utt], atol=2e-3, rtol=2e-3)
+    assert fresh["frames"] == part_meta["frames"]
+    # a dir stays whole when the dir it borrowed from is redone with another upstream
+    before = {u: linked[u].copy() for u in linked.keys()}
+    dump_upstream_states(data, tmp_path / "s_full", UPSTREAM.replace("seed=3", "seed=5"))
+    again = NpyScpReader(tmp_path / "s_part" / "feats.scp")
+    assert all(np.array_equal(again[u], before[u]) for u in before)
+    # a new run (another process) reuses a kept dir's files without loading the upstream for
+    # utterances it holds
+    calls.clear()
+    dumper = UpstreamStatesDumper(UPSTREAM)
+    dumper.dump(part, tmp_path / "s_part")  # kept: same upstream and data
+    sub = _subset(part, tmp_path / "sub", {0, 1})
+    meta = dumper.dump(sub, tmp_path / "s_sub")
+    assert meta["reused"] == 2 and meta["num_states"] == 4 and calls == []
