@@ -5,6 +5,11 @@ Example:
     python -m espnet2_stacking.bin.pretrain_teacher --data_dir data/train --valid_dir data/dev \
         --config conf/teacher_hubert_demo.yaml --out_dir exp/teacher --nj 2
 
+    # HuBERT's second iteration: labels from the first teacher's middle state
+    python -m espnet2_stacking.bin.pretrain_teacher --data_dir data/train --valid_dir data/dev \
+        --config conf/teacher_hubert_demo.yaml --out_dir exp/teacher_iter2 \
+        --label_upstream exp/teacher/model.pth
+
 MFCC k-means labels, ESPnet collect stats, ESPnet training, then <out_dir>/model.pth with
 config.yaml beside it (a --teacher for every later stage); the path is printed last. --resume
 continues a killed run (finished sub-steps are skipped, training resumes from its checkpoint).
@@ -41,6 +46,12 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_epoch", type=int, default=None, help="Override the config's")
     parser.add_argument("--num_iters_per_epoch", type=int, default=None,
                         help="Override the config's")
+    parser.add_argument("--label_upstream", default=None,
+                        help="HuBERT's next iteration: cluster this upstream's hidden states "
+                             "(e.g. the teacher this script made before) instead of MFCCs")
+    parser.add_argument("--label_layer", type=int, default=None,
+                        help="The state --label_upstream's labels cluster (0 = transformer "
+                             "input; default: the middle one, L // 2)")
     parser.add_argument("--max_kmeans_frames", type=int, default=200000,
                         help="Frames sampled for k-means")
     parser.add_argument("--num_threads", type=int, default=1,
@@ -58,6 +69,8 @@ def main(cmd: Optional[List[str]] = None) -> None:
                         format="%(asctime)s (%(module)s) %(levelname)s: %(message)s")
     parser = get_parser()
     args = parser.parse_args(cmd)
+    if args.label_layer is not None and args.label_upstream is None:
+        parser.error("--label_layer needs --label_upstream (MFCC labels have no layers)")
     if args.probe_dir is not None and args.probe_dir not in (args.extra_dirs or []):
         parser.error(f"--probe_dir {args.probe_dir} must be one of --extra_dirs (its labels are "
                      "made there)")
@@ -67,6 +80,7 @@ def main(cmd: Optional[List[str]] = None) -> None:
         extra_dirs=args.extra_dirs, max_epoch=args.max_epoch,
         num_iters_per_epoch=args.num_iters_per_epoch, max_kmeans_frames=args.max_kmeans_frames,
         num_threads=args.num_threads, cluster=job_class_from_args(args, "pretrain_teacher"),
+        label_upstream=args.label_upstream, label_layer=args.label_layer,
     )
     print(f"pretrain_teacher: {model}")
     if args.probe_dir is not None:  # bin/probe_teacher, in this process

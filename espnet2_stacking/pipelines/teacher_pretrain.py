@@ -3,8 +3,10 @@
 Sub-steps, each timed (logged, and appended to ``<out_dir>/times.tsv``), each skipped on a
 rerun with ``resume=True`` once finished:
 
-1. labels  MFCC + deltas of the training set, MiniBatchKMeans (fixed seed), then one cluster
-           id per CNN frame for the training, validation and any extra sets
+1. labels  MFCC + deltas of the training set (or, for HuBERT's next iteration, a hidden
+           state of a trained upstream: ``label_upstream``, ``label_layer``), MiniBatchKMeans
+           (fixed seed), then one cluster id per CNN frame for the training, validation and
+           any extra sets
            (:mod:`espnet2_stacking.pipelines.teacher_labels`): ``labels/{train,valid,<extra>}/`` and
            ``labels/tokens.txt``, ``labels/kmeans.npz``;
 2. stats   ESPnet's ``espnet2.bin.ssl_train --collect_stats true`` -> ``stats/`` (shape files);
@@ -44,6 +46,7 @@ from espnet2_stacking.pipelines.teacher_labels import (
     label_dir_done,
     mfcc_features,
     split_short,
+    upstream_features,
     write_label_dir,
     write_token_list,
 )
@@ -159,6 +162,11 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)  # follows the symlink ESPnet makes for *.best.pth
 
 
+def _sha256_or_none(spec: str) -> Optional[str]:
+    path = Path(spec)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
 def _check_record(out_dir: Path, record: dict, resume: bool) -> None:
     path = out_dir / RECORD
     if path.exists():
@@ -168,7 +176,7 @@ def _check_record(out_dir: Path, record: dict, resume: bool) -> None:
                 "(finished sub-steps are skipped), or choose another --out_dir"
             )
         old = json.loads(path.read_text())
-        diff = sorted(k for k in record if old.get(k) != record[k])
+        diff = sorted(k for k in set(record) | set(old) if old.get(k) != record.get(k))
         if diff:
             raise PretrainError(
                 f"{out_dir} was made with other settings ({', '.join(diff)} differ: "
@@ -185,8 +193,15 @@ def _check_record(out_dir: Path, record: dict, resume: bool) -> None:
 @typechecked
 def make_labels(data_dir: Path, valid_dir: Path, labels: Path, num_clusters: int, nj: int = 1,
                 seed: int = 0, extra_dirs: Sequence[Path] = (), max_kmeans_frames: int = 200000,
-                cluster: Optional[dict] = None) -> None:
-    """Sub-step 1 (see the module docstring); sets already finished are skipped."""
+                cluster: Optional[dict] = None, label_upstream: Optional[str] = None,
+                label_layer: Optional[int] = None) -> None:
+    """Sub-step 1 (see the module docstring); sets already finished are skipped.
+    ``label_upstream``: cluster that upstream's state ``label_layer`` (default its middle one)
+    instead of MFCCs, HuBERT's next iteration."""
+    def features(usable):
+        if label_upstream is None:
+            return mfcc_features(usable, nj=nj, cluster=cluster)
+        return upstream_features(usable, label_upstream, label_layer)
     labels.mkdir(parents=True, exist_ok=True)
     sets = {"train": data_dir, "valid": valid_dir, **{d.name: d for d in extra_dirs}}
     todo = {name: d for name, d in sets.items() if not label_dir_done(labels / name, num_clusters)}
@@ -202,16 +217,19 @@ def make_labels(data_dir: Path, valid_dir: Path, labels: Path, num_clusters: int
     else:
         usable, _ = split_short(read_data_dir(data_dir), str(data_dir))
         t = time.time()
-        train_feats = mfcc_features(usable, nj=nj, cluster=cluster)
-        logger.info(f"labels: MFCC of {len(usable)} utterances in {time.time() - t:.1f} s")
+        train_feats = features(usable)
+        source = "MFCC" if label_upstream is None else f"state {label_layer} of {label_upstream}"
+        logger.info(f"labels: {source} of {len(usable)} utterances in {time.time() - t:.1f} s")
         t = time.time()
         km = fit_kmeans(train_feats, num_clusters, seed=seed, max_frames=max_kmeans_frames)
         logger.info(f"labels: k-means in {time.time() - t:.1f} s")
         km.save(km_file)
     write_token_list(labels / TOKENS, num_clusters)
     for name, d in todo.items():
-        summary = write_label_dir(d, labels / name, km, nj=nj,
-                                  feats=train_feats if name == "train" else None, cluster=cluster)
+        feats = train_feats if name == "train" else None
+        if feats is None and label_upstream is not None:
+            feats = features(split_short(read_data_dir(d), str(d))[0])
+        summary = write_label_dir(d, labels / name, km, nj=nj, feats=feats, cluster=cluster)
         logger.info(f"labels: {name} ({d}): {summary['utterances']} utterances, "
                     f"{summary['frames']} frames, {summary['skipped_short']} skipped (short)")
 
@@ -222,7 +240,8 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
                      seed: int = 0, extra_dirs: Sequence[Path] = (),
                      max_epoch: Optional[int] = None, num_iters_per_epoch: Optional[int] = None,
                      max_kmeans_frames: int = 200000, num_threads: int = 1,
-                     cluster: Optional[dict] = None) -> Path:
+                     cluster: Optional[dict] = None, label_upstream: Optional[str] = None,
+                     label_layer: Optional[int] = None) -> Path:
     """Run the four sub-steps (module docstring) and return ``<out_dir>/model.pth``.
 
     Args:
@@ -237,6 +256,9 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
         extra_dirs: further sets to label (e.g. data/test, for probing), as labels/<name>/.
         max_epoch, num_iters_per_epoch: override the config's (e.g. for smoke runs).
         num_threads: torch intra-op threads while ESPnet trains.
+        label_upstream, label_layer: HuBERT's next iteration: the labels cluster that
+            upstream's hidden state ``label_layer`` (default: its middle state) instead of
+            MFCCs, e.g. the teacher of the iteration before.
     """
     want = hubert_num_classes(config)
     if num_clusters is not None and num_clusters != want:
@@ -251,12 +273,16 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
         "valid_dir": str(valid_dir.resolve()), "max_epoch": max_epoch,
         "num_iters_per_epoch": num_iters_per_epoch,
     }
+    if label_upstream is not None:  # absent for MFCC labels: older records stay valid
+        record.update(label_upstream=label_upstream, label_layer=label_layer,
+                      label_upstream_sha256=_sha256_or_none(label_upstream))
     _check_record(out_dir, record, resume)
     labels, stats, train = out_dir / "labels", out_dir / "stats", out_dir / "train"
 
     with _Timer(out_dir, "labels"):
         make_labels(data_dir, valid_dir, labels, want, nj=nj, seed=seed, extra_dirs=extra_dirs,
-                    max_kmeans_frames=max_kmeans_frames, cluster=cluster)
+                    max_kmeans_frames=max_kmeans_frames, cluster=cluster,
+                    label_upstream=label_upstream, label_layer=label_layer)
 
     common = ["--config", str(config), "--ngpu", "0", "--seed", str(seed),
               "--token_list", str(labels / TOKENS), *_logging_defaults(config)]
