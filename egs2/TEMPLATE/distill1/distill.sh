@@ -593,7 +593,7 @@ stage_downstream_train() {
     jobs_begin
     [ "${downstream_feats}" = dump ] && add_upstream_dumps "${dump_dtype}" "${dump_norm}"
     if [ "${ngpu}" -gt 0 ] && [ "${queued}" -gt 0 ]; then
-        jobs_run gpu "${asr_nj}" "${ngpu}"; queued=0; jobs_begin
+        jobs_run "$(job_class)" "${asr_nj}" "${ngpu}"; queued=0; jobs_begin
     fi
     for task in ${downstream_tasks}; do
         read -r -a sets <<< "$(task_train_sets "${task}")"
