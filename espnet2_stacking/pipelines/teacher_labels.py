@@ -126,32 +126,28 @@ def mfcc_features(utts: Sequence[Utterance], nj: int = 1,
 
 
 @typechecked
-def upstream_features(utts: Sequence[Utterance], upstream: str, layer: Optional[int] = None,
-                      device: str = "cpu") -> Dict[str, np.ndarray]:
+def upstream_features(utts: Sequence[Utterance], model, layer: Optional[int] = None
+                      ) -> Dict[str, np.ndarray]:
     """{uttid: (num_frames, D) float32}: hidden state ``layer`` (0 = the transformer input) of
-    a frozen upstream, the features of HuBERT's later iterations (its second clusters layer 6
-    of 12 of the first model). ``layer`` None: the middle state, L // 2."""
-    # the loaders import ESPnet and transformers: MFCC labels (and their worker processes)
-    # do not pay for that
-    from espnet2_stacking.upstreams.load import load_upstream
-
+    a frozen upstream (an AbsUpstream from ``load_upstream``), the features of HuBERT's later
+    iterations (its second clusters layer 6 of 12 of the first model). ``layer`` None: the
+    middle state, L // 2."""
     for u in utts:
         if u.num_samples < WINDOW:
             raise LabelError(
                 f"utterance '{u.utt_id}': {u.num_samples} samples, shorter than one frame "
                 f"({WINDOW}); drop it first (split_short)"
             )
-    model = load_upstream(upstream, device=device)
     if layer is None:
         layer = model.num_layers // 2
     if not 0 <= layer <= model.num_layers:
-        raise LabelError(f"label layer {layer}: {upstream} has states 0..{model.num_layers}")
+        raise LabelError(f"label layer {layer}: the upstream has states 0..{model.num_layers}")
     feats: Dict[str, np.ndarray] = {}
     for batch in batches_by_length(utts, MAX_BATCH_SAMPLES):
         wavs = [torch.from_numpy(load_audio(u, model.sample_rate)) for u in batch]
         lengths = torch.tensor([len(w) for w in wavs])
-        padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(device)
-        states, frames = model.extract_features(padded, lengths.to(device))
+        states, frames = model.extract_features(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True),
+                                                lengths)
         for u, row, n in zip(batch, states[layer].float().cpu(), frames.tolist()):
             feats[u.utt_id] = row[:n].numpy()
     return feats

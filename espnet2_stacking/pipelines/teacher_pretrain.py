@@ -38,6 +38,7 @@ import yaml
 from typeguard import typechecked
 
 from espnet2_stacking.data.atomic import atomic_output, atomic_write_text
+from espnet2_stacking.data.frame_shards import full_digest
 from espnet2_stacking.data.kaldi_dir import read_data_dir
 from espnet2_stacking.pipelines.teacher_labels import (
     TOKENS,
@@ -162,11 +163,6 @@ def _atomic_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, tmp)  # follows the symlink ESPnet makes for *.best.pth
 
 
-def _sha256_or_none(spec: str) -> Optional[str]:
-    path = Path(spec)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
 def _check_record(out_dir: Path, record: dict, resume: bool) -> None:
     path = out_dir / RECORD
     if path.exists():
@@ -198,10 +194,16 @@ def make_labels(data_dir: Path, valid_dir: Path, labels: Path, num_clusters: int
     """Sub-step 1 (see the module docstring); sets already finished are skipped.
     ``label_upstream``: cluster that upstream's state ``label_layer`` (default its middle one)
     instead of MFCCs, HuBERT's next iteration."""
+    upstream = []  # loaded on first use, once for every set
+
     def features(usable):
         if label_upstream is None:
             return mfcc_features(usable, nj=nj, cluster=cluster)
-        return upstream_features(usable, label_upstream, label_layer)
+        if not upstream:
+            # the loaders import ESPnet and transformers: MFCC labels do not pay for that
+            from espnet2_stacking.upstreams.load import load_upstream
+            upstream.append(load_upstream(label_upstream))
+        return upstream_features(usable, upstream[0], label_layer)
     labels.mkdir(parents=True, exist_ok=True)
     sets = {"train": data_dir, "valid": valid_dir, **{d.name: d for d in extra_dirs}}
     todo = {name: d for name, d in sets.items() if not label_dir_done(labels / name, num_clusters)}
@@ -274,8 +276,9 @@ def pretrain_teacher(data_dir: Path, valid_dir: Path, config: Path, out_dir: Pat
         "num_iters_per_epoch": num_iters_per_epoch,
     }
     if label_upstream is not None:  # absent for MFCC labels: older records stay valid
+        path = Path(label_upstream)
         record.update(label_upstream=label_upstream, label_layer=label_layer,
-                      label_upstream_sha256=_sha256_or_none(label_upstream))
+                      label_upstream_digest=full_digest(path) if path.is_file() else None)
     _check_record(out_dir, record, resume)
     labels, stats, train = out_dir / "labels", out_dir / "stats", out_dir / "train"
 

@@ -136,7 +136,7 @@ def test_the_next_iteration_clusters_an_upstreams_state(tmp_path):
         a, b = read_labels(mfcc / name / "text"), read_labels(states / name / "text")
         assert {u: len(x) for u, x in a.items()} == {u: len(x) for u, x in b.items()}
     assert read_labels(mfcc / "train" / "text") != read_labels(states / "train" / "text")
-    with pytest.raises(LabelError, match=r"label layer 3: .* has states 0..2"):
+    with pytest.raises(LabelError, match=r"label layer 3: the upstream has states 0..2"):
         make_labels(train, dev, tmp_path / "bad", 8, label_upstream=LABEL_UPSTREAM, label_layer=3)
 
 
