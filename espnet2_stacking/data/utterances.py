@@ -41,6 +41,16 @@ def load_audio(utt: Utterance, sample_rate: int) -> np.ndarray:
     return wav
 
 
+def padded_audio(batch: Sequence[Utterance], sample_rate: int):
+    """(padded (B, samples) float32 tensor, lengths (B,)) of a batch's audio, for an
+    upstream's ``extract_features``."""
+    import torch  # here: data preparation reads audio without loading torch
+
+    wavs = [torch.from_numpy(load_audio(u, sample_rate)) for u in batch]
+    lengths = torch.tensor([len(w) for w in wavs])
+    return torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True), lengths
+
+
 def batches_by_length(utts: Sequence[Utterance], max_batch_samples: int) -> List[List[Utterance]]:
     """Group length-sorted utterances so that batch size x longest stays within budget."""
     ordered = sorted(utts, key=lambda u: u.num_samples, reverse=True)

@@ -42,7 +42,7 @@ from espnet2_stacking.data import frame_shards as shards_io
 from espnet2_stacking.data import target_codecs as codecs
 from espnet2_stacking.data.atomic import atomic_write_text
 from espnet2_stacking.data.kaldi_dir import read_data_dir
-from espnet2_stacking.data.utterances import Utterance, batches_by_length, load_audio
+from espnet2_stacking.data.utterances import Utterance, batches_by_length, padded_audio
 
 DEFAULT_SHARD_SIZE = 10**9  # stored bytes per shard (all streams): held in memory while written
 DEFAULT_CODEBOOK_FRAMES = 100_000  # frames the int8 / pq parameters are trained on
@@ -87,9 +87,8 @@ def _encode_check(states: torch.Tensor, uttid: str, what: str, encoder) -> np.nd
 
 def _teacher_states(teacher, batch: Sequence[Utterance], device: str, deepest: int):
     """(states, CNN output, frame lengths, compute seconds) of one batch."""
-    wavs = [torch.from_numpy(load_audio(u, teacher.sample_rate)) for u in batch]
-    lengths = torch.tensor([len(w) for w in wavs])
-    padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(device)
+    padded, lengths = padded_audio(batch, teacher.sample_rate)
+    padded = padded.to(device)
     start = time.perf_counter()
     states, feats, frame_lens = teacher.extract_features_and_cnn(
         padded, lengths.to(device), num_layers=deepest)

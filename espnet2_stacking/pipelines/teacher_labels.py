@@ -39,7 +39,7 @@ from espnet2_stacking.core.frames import HOP, SAMPLE_RATE, WINDOW, num_frames
 from espnet2_stacking.data.atomic import atomic_write_text
 from espnet2_stacking.data.audio_check import parallel_imap
 from espnet2_stacking.data.kaldi_dir import read_data_dir
-from espnet2_stacking.data.utterances import Utterance, batches_by_length, load_audio
+from espnet2_stacking.data.utterances import Utterance, batches_by_length, load_audio, padded_audio
 
 N_MFCC = 13
 N_MELS = 23
@@ -144,10 +144,7 @@ def upstream_features(utts: Sequence[Utterance], model, layer: Optional[int] = N
         raise LabelError(f"label layer {layer}: the upstream has states 0..{model.num_layers}")
     feats: Dict[str, np.ndarray] = {}
     for batch in batches_by_length(utts, MAX_BATCH_SAMPLES):
-        wavs = [torch.from_numpy(load_audio(u, model.sample_rate)) for u in batch]
-        lengths = torch.tensor([len(w) for w in wavs])
-        states, frames = model.extract_features(torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True),
-                                                lengths)
+        states, frames = model.extract_features(*padded_audio(batch, model.sample_rate))
         for u, row, n in zip(batch, states[layer].float().cpu(), frames.tolist()):
             feats[u.utt_id] = row[:n].numpy()
     return feats

@@ -30,7 +30,7 @@ from typeguard import typechecked
 from espnet2_stacking.core.frames import SAMPLE_RATE
 from espnet2_stacking.data.atomic import atomic_write_text
 from espnet2_stacking.data.kaldi_dir import read_data_dir
-from espnet2_stacking.data.utterances import Utterance, batches_by_length, load_audio
+from espnet2_stacking.data.utterances import Utterance, batches_by_length, padded_audio
 from espnet2_stacking.pipelines.teacher_labels import LabelError, read_labels
 from espnet2_stacking.upstreams.abs_upstream import AbsUpstream
 
@@ -107,9 +107,7 @@ def teacher_states(teacher: AbsUpstream, utts: Sequence[Utterance],
     """{uttid: [h_0..h_L as (frames, dim)]}, each checked to have one frame per label."""
     out: Dict[str, List[np.ndarray]] = {}
     for batch in batches_by_length(utts, MAX_BATCH_SAMPLES):
-        wavs = [torch.from_numpy(load_audio(u, teacher.sample_rate)) for u in batch]
-        lengths = torch.tensor([len(w) for w in wavs])
-        padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)
+        padded, lengths = padded_audio(batch, teacher.sample_rate)
         states, frames = teacher.extract_features(padded, lengths)
         for i, u in enumerate(batch):
             t = int(frames[i])

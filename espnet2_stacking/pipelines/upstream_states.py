@@ -39,7 +39,7 @@ from typeguard import typechecked
 from espnet2_stacking.core.frames import SAMPLE_RATE, WINDOW
 from espnet2_stacking.data.atomic import atomic_write_text
 from espnet2_stacking.data.kaldi_dir import read_data_dir
-from espnet2_stacking.data.utterances import batches_by_length, load_audio
+from espnet2_stacking.data.utterances import batches_by_length, padded_audio
 from espnet2_stacking.upstreams.load import load_upstream
 
 SCP = "feats.scp"
@@ -101,14 +101,14 @@ class UpstreamStatesDumper:
                                         normalize=self.normalize, device=self.device)
         return self._model
 
-    def _remember(self, data_dir: Path, out_dir: Path) -> None:
+    def _remember(self, utts, out_dir: Path) -> None:
         """Offer a finished dir's files to the dirs dumped after it."""
         paths = dict(line.split(maxsplit=1) for line in
                      (out_dir / SCP).read_text(encoding="utf-8").splitlines() if line.strip())
         frames = dict(line.split() for line in
                       (out_dir / "utt2num_frames").read_text(encoding="utf-8").splitlines()
                       if line.strip())
-        for u in read_data_dir(data_dir):
+        for u in utts:
             if u.utt_id in paths and Path(paths[u.utt_id]).is_file():
                 self._done[(u.utt_id, u.path, u.num_samples)] = (Path(paths[u.utt_id]),
                                                                  int(frames[u.utt_id]))
@@ -126,7 +126,7 @@ class UpstreamStatesDumper:
             done = json.loads((out_dir / META).read_text(encoding="utf-8"))
             if {k: done.get(k) for k in meta} == meta:
                 logger.info(f"{out_dir}: the states of {self.upstream} are there: kept")
-                self._remember(data_dir, out_dir)
+                self._remember(utts, out_dir)
                 self._shape = {k: done[k] for k in ("num_states", "hidden_size")}
                 return done
             logger.info(f"{out_dir}: dumped from another upstream or setting: dumping again")
@@ -158,9 +158,8 @@ class UpstreamStatesDumper:
         writer = NpyScpWriter(out_dir / "states", out_dir / f".{SCP}.tmp")
         with writer:
             for k, batch in enumerate(batches):
-                wavs = [torch.from_numpy(load_audio(u, model.sample_rate)) for u in batch]
-                lengths = torch.tensor([len(w) for w in wavs])
-                padded = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True).to(self.device)
+                padded, lengths = padded_audio(batch, model.sample_rate)
+                padded = padded.to(self.device)
                 t0 = time.perf_counter()
                 states, frame_lens = model.extract_features(padded, lengths.to(self.device))
                 rows = torch.cat(states, dim=-1).to("cpu", torch.float16)
