@@ -14,6 +14,7 @@ A class::
       n_workers: 4             # Dask workers (cluster jobs) at most; default: the caller's --nj
       options: {}              # keyword arguments of the Dask cluster (SLURMCluster(...), ...)
       omp_num_threads: null    # OMP_NUM_THREADS of each job (local default: cores / workers)
+      warm_start: true         # local CPU python jobs fork from one preloaded process
 """
 
 import logging
@@ -24,7 +25,7 @@ from typing import Iterator, List, Optional
 import yaml
 
 LOCAL = "local"
-CLASS_KEYS = {"env", "n_workers", "options", "omp_num_threads"}
+CLASS_KEYS = {"env", "n_workers", "options", "omp_num_threads", "warm_start"}
 # a worker runs one job at a time on a scheduler's node: the job owns the node's cores/GPU
 JOB_RESOURCE = "recipe_job"
 

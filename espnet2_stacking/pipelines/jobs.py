@@ -6,7 +6,18 @@ HTCondor; SSH clusters), so no scheduler is written here: a job is one shell com
 worker runs with its output in the job's log.
 
 Jobs file (what ``distill.sh`` writes; one job a line, tab separated):
-    <name>\\t<log file>\\t<bash command line>
+    <name>\\t<log file>\\t<bash command line>[\\t<seconds file>]
+
+A seconds file gets the job's wall seconds added to it when the job succeeds (written whole,
+then renamed), so a stage's times survive resumed runs.
+
+Warm starts: on this machine, a CPU job that is ``<this environment's python> -m MODULE ARGS``
+runs in a child forked from one server process per pool that imported the pool's modules once
+(:mod:`multiprocessing`'s forkserver, preloaded), not in a fresh interpreter. ESPnet's import
+costs 10 to 13 s of CPU a process; a demo run starts about 30 such jobs on 2 cores. Each child
+is a fresh fork, so nothing of one job leaks into the next. GPU jobs and scheduler jobs start
+fresh interpreters (a fork must not inherit CUDA state; a cluster job is long enough not to
+care), as does any other command line.
 
 Parallel config (one YAML per site, ``conf/parallel.yaml``): a job class per kind of node,
 each an ``espnet3.parallel`` config::
@@ -16,6 +27,7 @@ each an ``espnet3.parallel`` config::
       n_workers: 4             # Dask workers (cluster jobs) at most; default: --max_jobs
       options: {}              # keyword arguments of the Dask cluster (SLURMCluster(...), ...)
       omp_num_threads: null    # OMP_NUM_THREADS of each job (local default: cores / workers)
+      warm_start: true         # python jobs fork from one preloaded process (local CPU jobs)
     gpu:                       # the same with --ngpu > 0 (a dump or decoding job: one GPU)
       env: slurm
       options: {queue: gpu, cores: 8, memory: 64GB, job_extra_directives: ["--gres=gpu:1"]}
@@ -24,14 +36,19 @@ A missing file, or a class it lacks, runs the jobs as local processes (the defau
 """
 
 import logging
+import multiprocessing
 import os
+import runpy
 import shlex
+import shutil
 import socket
 import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from espnet2_stacking.data.parallel_config import (  # noqa: F401 (jobs' API: the config too)
     JOB_RESOURCE,
@@ -53,6 +70,7 @@ class Job:
     name: str
     log: str
     command: str  # a bash command line
+    seconds: Optional[str] = None  # the job's wall seconds are added to this file on success
 
 
 def read_jobs(path: Path) -> List[Job]:
@@ -61,8 +79,9 @@ def read_jobs(path: Path) -> List[Job]:
         if not line.strip():
             continue
         fields = line.split("\t")
-        if len(fields) != 3 or not all(f.strip() for f in fields):
-            raise JobsError(f"{path}:{n}: expected '<name>\\t<log>\\t<command>', got {line!r}")
+        if len(fields) not in (3, 4) or not all(f.strip() for f in fields):
+            raise JobsError(f"{path}:{n}: expected '<name>\\t<log>\\t<command>[\\t<seconds file>]', "
+                            f"got {line!r}")
         jobs.append(Job(*fields))
     if not jobs:
         raise JobsError(f"{path}: no jobs")
@@ -84,20 +103,102 @@ def job_script(config_path: Path, job_class: str) -> str:
         cluster.close()
 
 
-def _run_one(job: Job, cwd: str, env: Dict[str, str], stop_name: str) -> dict:
-    """On a worker: run one job into its log, unless an earlier job failed."""
+def python_module_call(command: str, cwd: str) -> Optional[Tuple[str, List[str]]]:
+    """(MODULE, ARGS) when command is ``PYTHON -m MODULE ARGS`` with PYTHON this process's
+    environment's interpreter (the same bin dir: a venv's python3 and python are one), else
+    None (the command runs in bash)."""
+    try:
+        argv = shlex.split(command)
+    except ValueError:
+        return None
+    if len(argv) < 3 or argv[1] != "-m" or not argv[2]:
+        return None
+    exe = shutil.which(argv[0]) if "/" not in argv[0] else str(Path(cwd, argv[0]))
+    if exe is None or Path(exe).parent.resolve() != Path(sys.executable).parent.resolve():
+        return None
+    return argv[2], argv[3:]
+
+
+_warm_context = None
+
+
+def warm_context(preload: Sequence[str]):
+    """This process's forkserver, preloading the modules (set once: the first pool's list)."""
+    global _warm_context
+    if _warm_context is None:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(preload))
+        _warm_context = context
+    return _warm_context
+
+
+def _module_main(module: str, args: List[str], log: str, cwd: str, env: Dict[str, str]) -> None:
+    """In a child of the forkserver: what ``python -m module args`` would do, into the log.
+    An exception's traceback and a sys.exit message reach the log; the exit code is the job's."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)  # the worker's environment now, as a fresh process would get
+    for entry in reversed(env.get("PYTHONPATH", "").split(os.pathsep)):
+        if entry and entry not in sys.path:
+            sys.path.insert(0, entry)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    torch = sys.modules.get("torch")
+    if torch is not None and "OMP_NUM_THREADS" in env:
+        # torch was imported before the job's environment existed
+        torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    sys.argv = [module, *args]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def _warm_run(module: str, args: List[str], log: Path, cwd: str, env: Dict[str, str],
+              preload: Sequence[str]) -> int:
+    child = warm_context(preload).Process(target=_module_main, name=module,
+                                          args=(module, args, str(log), cwd, env))
+    child.start()
+    child.join()
+    return child.exitcode
+
+
+def add_seconds(path: Path, seconds: float) -> None:
+    """Add seconds to the number in path (none: 0), written whole, then renamed."""
+    try:
+        before = float(path.read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        before = 0.0
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{before + seconds:.1f}\n")
+    tmp.replace(path)
+
+
+def _run_one(job: Job, cwd: str, env: Dict[str, str], stop_name: str,
+             preload: Optional[Sequence[str]] = None) -> dict:
+    """On a worker: run one job into its log, unless an earlier job failed. preload: the
+    modules a warm start imports first (None: every job in a fresh process)."""
     from distributed import Event
 
     if Event(stop_name).is_set():
         return {"started": False, "rc": None, "host": socket.gethostname()}
     log = Path(cwd, job.log)
     log.parent.mkdir(parents=True, exist_ok=True)
+    call = python_module_call(job.command, cwd) if preload is not None else None
+    start = time.monotonic()
     with open(log, "w", encoding="utf-8") as f:
-        f.write(f"# {job.name} on {socket.gethostname()}\n# {job.command}\n")
+        f.write(f"# {job.name} on {socket.gethostname()}{' (warm start)' if call else ''}\n"
+                f"# {job.command}\n")
         f.flush()
-        rc = subprocess.run(["bash", "-c", job.command], cwd=cwd, stdout=f,
-                            stderr=subprocess.STDOUT, env={**os.environ, **env}).returncode
+        if call:
+            rc = _warm_run(*call, log, cwd, {**os.environ, **env}, preload)
+        else:
+            rc = subprocess.run(["bash", "-c", job.command], cwd=cwd, stdout=f,
+                                stderr=subprocess.STDOUT, env={**os.environ, **env}).returncode
+    seconds = time.monotonic() - start
+    with open(log, "a", encoding="utf-8") as f:
         f.write(f"# exit {rc}\n")
+    if rc == 0 and job.seconds:
+        add_seconds(Path(cwd, job.seconds), seconds)
     if rc != 0:
         # set here, before the worker takes its next job (the client would learn it later)
         Event(stop_name).set()
@@ -131,6 +232,17 @@ def job_env(entry: dict, index: int, workers: int, ngpu: int) -> Dict[str, str]:
     return env
 
 
+def warm_preload(jobs: Sequence[Job], entry: dict, ngpu: int, cwd: str) -> Optional[List[str]]:
+    """The modules a warm start of these jobs preloads; None where jobs start fresh: off in
+    the class (``warm_start: false``), on GPUs, on a scheduler's nodes, or no python job."""
+    if not entry.get("warm_start", True) or ngpu > 0 or entry.get("env", LOCAL) != LOCAL:
+        return None
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return None
+    modules = [call[0] for call in (python_module_call(j.command, cwd) for j in jobs) if call]
+    return sorted(set(modules)) or None
+
+
 def run_jobs(jobs: Sequence[Job], entry: dict, max_jobs: int, cwd: Optional[str] = None,
              ngpu: int = 0) -> None:
     """Run the jobs, at most max_jobs at once (locally; a cluster class's n_workers), each into
@@ -141,6 +253,9 @@ def run_jobs(jobs: Sequence[Job], entry: dict, max_jobs: int, cwd: Optional[str]
     cwd = cwd or os.getcwd()
     workers = max(1, min(max_jobs, len(jobs)))
     config = engine_config(entry, workers, len(jobs))
+    preload = warm_preload(jobs, entry, ngpu, cwd)
+    if preload:
+        logging.info(f"warm starts: python jobs fork from one process that imports {preload} once")
     stop_name = f"recipe-jobs-stop-{uuid.uuid4().hex}"
     resources = {} if config.env in (LOCAL, "ssh") else {"resources": {JOB_RESOURCE: 1}}
     failed = []
@@ -149,7 +264,7 @@ def run_jobs(jobs: Sequence[Job], entry: dict, max_jobs: int, cwd: Optional[str]
         futures = {}
         for i, job in enumerate(jobs):
             env = job_env(entry, i, config.n_workers, ngpu)
-            fut = client.submit(_run_one, job, cwd, env, stop_name, pure=False,
+            fut = client.submit(_run_one, job, cwd, env, stop_name, preload, pure=False,
                                 key=f"job-{i}-{stop_name}", **resources)
             futures[fut] = job
             logging.info(f"queued {job.name} (log: {job.log})")

@@ -398,13 +398,8 @@ resolve_upstreams() {  # fills up_names and up_specs from --upstreams
 # Wall times: a job adds its own seconds to a file when it succeeds (written whole, then
 # renamed), so times survive the job pool, a cluster's scheduler and resumed trainings.
 add_seconds_awk='BEGIN { s = 0 } NF { s = $1 } END { printf "%.1f\n", s + t1 - t0 }'
-seconds_line() {  # seconds_line FILE COMMAND...: a bash line running COMMAND, then timing it
-    local f; f=$(printf '%q' "$1"); shift
-    printf 't0=$(date +%%s.%%N) && %s&& { cat %s 2>/dev/null || true; } | awk -v t0="$t0" -v t1="$(date +%%s.%%N)" %s > %s.tmp && mv %s.tmp %s' \
-        "$(printf '%q ' "$@")" "$f" "$(printf '%q' "${add_seconds_awk}")" "$f" "$f" "$f"
-}
-jobs_add_timed() {  # jobs_add_timed DESCRIPTION LOG_FILE SECONDS_FILE COMMAND...
-    printf '%s\t%s\t%s\n' "$1" "$2" "$(seconds_line "${@:3}")" >> "${jobs_file}"
+jobs_add_timed() {  # jobs_add_timed DESCRIPTION LOG_FILE SECONDS_FILE COMMAND...: run_jobs times it
+    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$(printf '%q ' "${@:4}")" "$3" >> "${jobs_file}"
 }
 timed() {  # timed SECONDS_FILE COMMAND...: the same here (COMMAND may be a function)
     local f=$1 t0; shift

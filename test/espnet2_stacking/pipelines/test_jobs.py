@@ -17,10 +17,12 @@ from espnet2_stacking.pipelines.jobs import (
     JobsError,
     job_env,
     job_script,
+    python_module_call,
     quote,
     read_job_class,
     read_jobs,
     run_jobs,
+    warm_preload,
 )
 
 CONF = Path(__file__).parents[3] / "egs2" / "librispeech" / "distill1" / "conf"
@@ -54,6 +56,83 @@ def test_a_failed_job_stops_the_rest_and_is_named_with_its_log(tmp_path):
     assert not (tmp_path / "logs/3.log").exists()
 
 
+# a job module: what a recipe entry point is to the pool (its own file, run with -m)
+PROBE_JOB = """
+import json, multiprocessing, os, sys
+if __name__ == "__main__":
+    out = sys.argv[1]
+    if out == "fail":
+        sys.exit("bad input in utt3")
+    if out == "raise":
+        raise ValueError("utt9 has no samples")
+    print("probe job says hello")
+    json.dump({"forked": multiprocessing.parent_process() is not None,
+               "preloaded": "probe_job" in sys.modules, "argv": sys.argv[1:],
+               "cwd": os.getcwd(), "threads": os.environ.get("OMP_NUM_THREADS"),
+               "site": os.environ.get("SITE_SETTING")}, open(out, "w"))
+"""
+
+
+@pytest.fixture
+def probe_module(tmp_path, monkeypatch):
+    (tmp_path / "mods").mkdir()
+    (tmp_path / "mods" / "probe_job.py").write_text(PROBE_JOB)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path / "mods"))
+    monkeypatch.setenv("SITE_SETTING", "from the worker")
+    return quote([sys.executable, "-m", "probe_job"])
+
+
+def test_python_jobs_fork_from_one_preloaded_process(tmp_path, probe_module):
+    import json
+
+    jobs = [Job(f"probe {i}", f"logs/{i}.log", f"{probe_module} out{i}.json --flag 'a b'",
+                seconds=f"logs/{i}.seconds") for i in range(3)]
+    run_jobs(jobs, {"env": "local", "omp_num_threads": 1}, max_jobs=2, cwd=str(tmp_path))
+    for i in range(3):
+        got = json.loads((tmp_path / f"out{i}.json").read_text())
+        # a child of the forkserver, which imported the job's module before the job ran
+        assert got == {"forked": True, "preloaded": True, "argv": [f"out{i}.json", "--flag", "a b"],
+                       "cwd": str(tmp_path), "threads": "1", "site": "from the worker"}
+        log = (tmp_path / f"logs/{i}.log").read_text()
+        assert f"# probe {i} on " in log and "(warm start)" in log
+        assert "probe job says hello" in log and log.endswith("# exit 0\n")
+        assert float((tmp_path / f"logs/{i}.seconds").read_text()) > 0
+    # a rerun adds its seconds to the file's (a resumed stage's time is the sum)
+    before = float((tmp_path / "logs/0.seconds").read_text())
+    run_jobs(jobs[:1], LOCAL, max_jobs=1, cwd=str(tmp_path))
+    assert float((tmp_path / "logs/0.seconds").read_text()) > before
+
+
+def test_a_warm_job_that_fails_is_named_with_its_message_or_traceback(tmp_path, probe_module):
+    jobs = [Job("decode 1", "logs/1.log", f"{probe_module} fail", seconds="s1"),
+            Job("decode 2", "logs/2.log", f"{probe_module} raise", seconds="s2")]
+    with pytest.raises(JobsError) as e:
+        run_jobs(jobs, LOCAL, max_jobs=2, cwd=str(tmp_path))
+    assert "2 of 2 job(s) failed" in str(e.value)
+    assert "bad input in utt3" in (tmp_path / "logs/1.log").read_text()
+    log2 = (tmp_path / "logs/2.log").read_text()
+    assert "Traceback" in log2 and "ValueError: utt9 has no samples" in log2
+    assert "# exit 1" in log2
+    assert not (tmp_path / "s1").exists() and not (tmp_path / "s2").exists()  # no time: failed
+
+
+def test_which_jobs_start_warm(tmp_path):
+    here = quote([sys.executable, "-m", "espnet2_stacking.bin.score_asr", "--results", "a b"])
+    assert python_module_call(here, str(tmp_path)) == (
+        "espnet2_stacking.bin.score_asr", ["--results", "a b"])
+    # another environment's interpreter, a script, a shell line: a fresh process in bash
+    assert python_module_call("/opt/other/bin/python3 -m espnet2.bin.asr_train", "/") is None
+    assert python_module_call(f"{sys.executable} script.py", "/") is None
+    assert python_module_call("echo hi; exit 3", "/") is None
+    jobs = [Job("a", "a.log", here), Job("b", "b.log", "echo hi")]
+    assert warm_preload(jobs, LOCAL, 0, str(tmp_path)) == ["espnet2_stacking.bin.score_asr"]
+    # off on GPUs, on a scheduler's nodes, when the class says so, and with no python job
+    assert warm_preload(jobs, LOCAL, 1, str(tmp_path)) is None
+    assert warm_preload(jobs, {"env": "slurm"}, 0, str(tmp_path)) is None
+    assert warm_preload(jobs, {"env": "local", "warm_start": False}, 0, str(tmp_path)) is None
+    assert warm_preload(jobs[1:], LOCAL, 0, str(tmp_path)) is None
+
+
 def test_job_env_deals_threads_and_gpus():
     assert job_env({"env": "local", "omp_num_threads": 3}, 0, 2, 0) == {"OMP_NUM_THREADS": "3"}
     gpus = [job_env(LOCAL, i, 4, ngpu=2)["CUDA_VISIBLE_DEVICES"] for i in range(4)]
@@ -76,8 +155,10 @@ def test_engine_config_caps_workers_and_runs_one_job_per_scheduler_worker():
 def test_bad_jobs_file_and_config_are_named(tmp_path):
     jobs = tmp_path / "jobs"
     jobs.write_text("ok\tlog\techo\nbroken line without tabs\n")
-    with pytest.raises(JobsError, match=r"jobs:2: expected '<name>\\t<log>\\t<command>'"):
+    with pytest.raises(JobsError, match=r"jobs:2: expected '<name>\\t<log>\\t<command>"):
         read_jobs(jobs)
+    jobs.write_text("ok\tlog\techo\tlog.seconds\n")
+    assert read_jobs(jobs) == [Job("ok", "log", "echo", "log.seconds")]
     conf = tmp_path / "parallel.yaml"
     conf.write_text(yaml.safe_dump({"gpu": {"env": "slrum"}}))
     with pytest.raises(ParallelConfigError, match="class 'gpu': env 'slrum' is none of"):
