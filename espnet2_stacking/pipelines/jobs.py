@@ -149,7 +149,11 @@ def _module_main(module: str, args: List[str], log: str, cwd: str, env: Dict[str
     if torch is not None and "OMP_NUM_THREADS" in env:
         # torch was imported before the job's environment existed
         torch.set_num_threads(int(env["OMP_NUM_THREADS"]))
+    # a forkserver's child defaults to forking from a new, empty forkserver: a DataLoader
+    # worker would import everything again (13 s); the platform's default, as `python -m` has
+    multiprocessing.set_start_method(None, force=True)
     sys.argv = [module, *args]
+    sys.modules.pop(module, None)  # preloaded as itself; it runs again as __main__
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 

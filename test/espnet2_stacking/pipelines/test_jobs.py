@@ -58,7 +58,9 @@ def test_a_failed_job_stops_the_rest_and_is_named_with_its_log(tmp_path):
 
 # a job module: what a recipe entry point is to the pool (its own file, run with -m)
 PROBE_JOB = """
-import json, multiprocessing, os, sys
+import json, multiprocessing, os, sys, time
+preloaded = "probe_dep" in sys.modules  # imported before this run: by the preload
+import probe_dep
 if __name__ == "__main__":
     out = sys.argv[1]
     if out == "fail":
@@ -66,10 +68,12 @@ if __name__ == "__main__":
     if out == "raise":
         raise ValueError("utt9 has no samples")
     print("probe job says hello")
+    time.sleep(0.3)  # a wall time the seconds file can show
     json.dump({"forked": multiprocessing.parent_process() is not None,
-               "preloaded": "probe_job" in sys.modules, "argv": sys.argv[1:],
+               "preloaded": preloaded, "argv": sys.argv[1:],
                "cwd": os.getcwd(), "threads": os.environ.get("OMP_NUM_THREADS"),
-               "site": os.environ.get("SITE_SETTING")}, open(out, "w"))
+               "site": os.environ.get("SITE_SETTING"),
+               "start_method": multiprocessing.get_start_method()}, open(out, "w"))
 """
 
 
@@ -77,6 +81,7 @@ if __name__ == "__main__":
 def probe_module(tmp_path, monkeypatch):
     (tmp_path / "mods").mkdir()
     (tmp_path / "mods" / "probe_job.py").write_text(PROBE_JOB)
+    (tmp_path / "mods" / "probe_dep.py").write_text("")
     monkeypatch.setenv("PYTHONPATH", str(tmp_path / "mods"))
     monkeypatch.setenv("SITE_SETTING", "from the worker")
     return quote([sys.executable, "-m", "probe_job"])
@@ -84,6 +89,7 @@ def probe_module(tmp_path, monkeypatch):
 
 def test_python_jobs_fork_from_one_preloaded_process(tmp_path, probe_module):
     import json
+    import multiprocessing
 
     jobs = [Job(f"probe {i}", f"logs/{i}.log", f"{probe_module} out{i}.json --flag 'a b'",
                 seconds=f"logs/{i}.seconds") for i in range(3)]
@@ -92,15 +98,18 @@ def test_python_jobs_fork_from_one_preloaded_process(tmp_path, probe_module):
         got = json.loads((tmp_path / f"out{i}.json").read_text())
         # a child of the forkserver, which imported the job's module before the job ran
         assert got == {"forked": True, "preloaded": True, "argv": [f"out{i}.json", "--flag", "a b"],
-                       "cwd": str(tmp_path), "threads": "1", "site": "from the worker"}
+                       "cwd": str(tmp_path), "threads": "1", "site": "from the worker",
+                       # its own children start as a fresh interpreter's would (a DataLoader's)
+                       "start_method": multiprocessing.get_all_start_methods()[0]}
         log = (tmp_path / f"logs/{i}.log").read_text()
         assert f"# probe {i} on " in log and "(warm start)" in log
         assert "probe job says hello" in log and log.endswith("# exit 0\n")
-        assert float((tmp_path / f"logs/{i}.seconds").read_text()) > 0
+        assert "Warning" not in log, log
+        assert float((tmp_path / f"logs/{i}.seconds").read_text()) >= 0.3
     # a rerun adds its seconds to the file's (a resumed stage's time is the sum)
     before = float((tmp_path / "logs/0.seconds").read_text())
     run_jobs(jobs[:1], LOCAL, max_jobs=1, cwd=str(tmp_path))
-    assert float((tmp_path / "logs/0.seconds").read_text()) > before
+    assert float((tmp_path / "logs/0.seconds").read_text()) >= before + 0.3
 
 
 def test_a_warm_job_that_fails_is_named_with_its_message_or_traceback(tmp_path, probe_module):
