@@ -2,7 +2,8 @@
 """The paper's method comparison on downstream tasks: does interleaved stacking keep the
 downstream quality of full-depth distillation while gradual and MIDAS stacking lose some?
 
-On the bench's default setting (the 6 x 128 teacher and its dump, bench/prepare_teacher.sh; the
+On the bench's default setting (the 6 x 128 teacher and its dump, bench/prepare_teacher.sh, or
+another teacher's dump of the demo corpus, --dump_dir, with a --base_config for its width; the
 6 x 64 student of conf/distill_6x64_from_6x128.yaml grown 2 -> 4 -> 6 in 300 updates, the
 teacher's CNN frozen, each growth a fresh AdamW), for each distillation seed:
   1. stacking_speed.py distils one student per method from the dump (`none`, interleaved EQL
@@ -15,6 +16,9 @@ The table: per method, distillation seconds and speed-up over `none` (the seed's
 PR PER and SID accuracy, each the mean over seeds with its range (the noise to read
 differences by). Writes bench/results/<name>.json and prints the table.
     tools/venv/bin/python bench/downstream_methods.py [--seeds 0,1] [--tasks pr,sid]
+    # a longer-pretrained demo teacher (6 x 64), dumped with its CNN's output:
+    tools/venv/bin/python bench/downstream_methods.py --dump_dir bench/work/teacher_t144/dump \
+        --base_config egs2/demo/distill1/conf/distill_interleaved_eql.yaml --name downstream_methods_t144
 """
 
 import argparse
@@ -45,6 +49,10 @@ def get_parser():
     p.add_argument("--tasks", default="pr,sid", help="Downstream tasks of the demo recipe: pr, sid")
     p.add_argument("--updates", type=int, default=300)
     p.add_argument("--base_config", type=Path, default=BENCH / "conf/distill_6x64_from_6x128.yaml")
+    p.add_argument("--dump_dir", type=Path, default=PREP / "dump",
+                   help="Another teacher's dump (train/, dev/; dump_teacher_feats --cnn_features "
+                        "true) of the demo corpus; its meta.json names the teacher. Default: the "
+                        "bench's 6 x 128 teacher, prepared by bench/prepare_teacher.sh if missing")
     p.add_argument("--nj", type=int, default=2, help="Head trainings and decoding jobs at once")
     p.add_argument("--recipe_args", default="", help="More options for the recipe's stages 5-7")
     p.add_argument("--name", default="downstream_methods")
@@ -101,7 +109,9 @@ def main():
     work = ROOT / "bench/work" / args.name
     start = time.perf_counter()
     times = {}
-    if not (PREP / "dump/train/meta.json").is_file():
+    if args.dump_dir != PREP / "dump" and not (args.dump_dir / "train/meta.json").is_file():
+        raise SystemExit(f"--dump_dir {args.dump_dir}: no train/meta.json (dump_teacher_feats)")
+    if not (args.dump_dir / "train/meta.json").is_file():
         t0 = time.perf_counter()
         run([BENCH / "prepare_teacher.sh", "--nj", args.nj], work / "logs/prepare.log")
         times["prepare"] = round(time.perf_counter() - t0, 1)
@@ -110,7 +120,7 @@ def main():
     for seed in seeds:
         name = f"{args.name}_seed{seed}"
         run([sys.executable, BENCH / "stacking_speed.py", "--base_config", args.base_config,
-             "--data_dir", RECIPE / "data", "--dump_dir", PREP / "dump", "--teacher_modes", "dump",
+             "--data_dir", RECIPE / "data", "--dump_dir", args.dump_dir, "--teacher_modes", "dump",
              "--methods", ",".join(methods), "--updates", args.updates, "--curve_points", 3,
              "--bracket_none", "false", "--frozen_teacher_cnn", "true", "--seed", seed,
              "--name", name], work / f"logs/distill_seed{seed}.log")
@@ -133,6 +143,7 @@ def main():
     table = comparison(speed, results, methods, seeds, tasks)
     summary = {"machine": os.uname().nodename, "cpus": os.cpu_count(), "updates": args.updates,
                "seeds": seeds, "tasks": tasks, "base_config": str(args.base_config.relative_to(ROOT)),
+               "teacher": json.loads((args.dump_dir / "train/meta.json").read_text())["teacher"],
                "methods": table, "seconds": times, "wall_seconds": round(time.perf_counter() - start, 1)}
     out = ROOT / "bench/results" / f"{args.name}.json"
     atomic_write_text(out, json.dumps(summary, indent=1) + "\n")
