@@ -56,3 +56,10 @@ def test_unknown_methods_and_tasks_are_refused(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["downstream_methods.py", "--methods", "interleaved_eql"])
     with pytest.raises(SystemExit, match="must include none"):
         downstream_methods.main()
+
+
+def test_another_teachers_dump_without_its_meta_is_refused(monkeypatch, tmp_path):
+    # before any work: not silently replaced by the bench's own teacher
+    monkeypatch.setattr(sys, "argv", ["downstream_methods.py", "--dump_dir", str(tmp_path / "dump")])
+    with pytest.raises(SystemExit, match=r"--dump_dir .*dump: no train/meta.json"):
+        downstream_methods.main()
