@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from espnet2_stacking.data.atomic import atomic_write_text
 from espnet2_stacking.data.parallel_config import (  # noqa: F401 (jobs' API: the config too)
     JOB_RESOURCE,
     LOCAL,
@@ -172,9 +173,7 @@ def add_seconds(path: Path, seconds: float) -> None:
         before = float(path.read_text().split()[-1])
     except (OSError, ValueError, IndexError):
         before = 0.0
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{before + seconds:.1f}\n")
-    tmp.replace(path)
+    atomic_write_text(path, f"{before + seconds:.1f}\n")
 
 
 def _run_one(job: Job, cwd: str, env: Dict[str, str], stop_name: str,
