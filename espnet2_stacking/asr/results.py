@@ -206,6 +206,36 @@ def _sets(runs: List[DownstreamRun]) -> List[str]:
     return sorted({s for run in runs for s in run.scores})
 
 
+BASELINE_KINDS = ("FBANK baseline", "random student")
+
+
+def _against_baselines(task: str, runs: List[DownstreamRun]) -> List[str]:
+    """One line per (test set, upstream that is not a baseline): its metric against each
+    baseline run of the task (FBANK, random student), in points and which way. Empty when the
+    task has no baseline run."""
+    metric, label = SUMMARY_METRIC[task]
+    higher_is_better = metric == "acc"
+    baselines = [r for r in runs if r.upstream.kind in BASELINE_KINDS]
+    lines = []
+    for s in _sets(runs):
+        for run in runs:
+            mine = _percent(run, s, metric)
+            if run.upstream.kind in BASELINE_KINDS or mine is None:
+                continue
+            parts = []
+            for base in baselines:
+                theirs = _percent(base, s, metric)
+                if theirs is None:
+                    continue
+                gain = (mine - theirs) if higher_is_better else (theirs - mine)
+                parts.append(f"{abs(gain):.1f} points {'better' if gain > 0 else 'worse'} than "
+                             f"{base.upstream.name} ({theirs:.1f})")
+            if parts:
+                lines.append(f"- {task.upper()} {s}: {run.upstream.name} ({run.upstream.kind}) "
+                             f"{label} {mine:.1f} %: " + "; ".join(parts))
+    return lines
+
+
 @typechecked
 def render_results(runs: List[DownstreamRun],
                    stage_times: Optional[List[List[str]]] = None) -> str:
@@ -230,6 +260,11 @@ def render_results(runs: List[DownstreamRun],
             run = next((r for r in by_task[t] if r.upstream.name == name), None)
             cells.append(_metric(run, s, SUMMARY_METRIC[t][0]) if run else "-")
         out.append("|" + "|".join(cells) + "|")
+    against = [line for t in tasks for line in _against_baselines(t, by_task[t])]
+    if against:
+        # SUPERB's bar: an upstream earns its place when its heads beat the same heads on
+        # log-mel filterbanks (and distillation, when they beat a random student of its shape)
+        out += ["", "## Against the baselines (FBANK, random student)", "", *against]
     for t in tasks:
         sets = _sets(by_task[t])
         metrics = {"asr": [("wer", "WER"), ("cer", "CER")], "pr": [("per", "PER")],

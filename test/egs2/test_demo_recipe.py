@@ -100,3 +100,13 @@ def test_the_whole_demo_at_smoke_size(tmp_path):
 def test_unknown_option_is_refused():
     res = subprocess.run(["./distill.sh", "--no_such_option", "1"], cwd=RECIPE, capture_output=True, text=True)
     assert res.returncode == 2 and "unknown option '--no_such_option'" in res.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--full", "maybe"], "--full must be true or false, got 'maybe'"),
+    (["--smoke", "true", "--full", "true"], "--smoke true and --full true exclude each other"),
+])
+def test_size_modes_are_checked_before_any_stage(tmp_path, args, message):
+    res = run(tmp_path, *args)
+    assert res.returncode == 2 and message in res.stderr
+    assert not (tmp_path / "exp").exists() and not (tmp_path / "data").exists()

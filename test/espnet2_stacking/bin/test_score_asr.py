@@ -107,6 +107,36 @@ def test_every_task_has_a_table_and_a_summary_column():
     assert "|test|2|10|70.0|20.0|0.0|10.0|30.0|0.0|" in text  # ESPnet's table over phones
 
 
+def test_each_upstream_is_set_against_fbank_and_the_random_student():
+    student = UpstreamInfo("student", "student", "s/model.pth", 10, "interleaved", "eql", 5.0)
+    teacher = UpstreamInfo("teacher", "teacher", "t/model.pth", 12)
+    random_student = UpstreamInfo("student_random", "random student", "s_random/model.pth", 10)
+    fbank = UpstreamInfo("fbank", "FBANK baseline", "fbank", 0)
+
+    def per(err):  # 10 phones, ``err`` of them substituted
+        return {"test": {"per": ErrorCounts(snt=2, wrd=10, corr=10 - err, sub=err)}}
+
+    def acc(corr):  # 4 utterances, ``corr`` right
+        return {"sid_test": {"acc": ErrorCounts(snt=4, wrd=4, corr=corr, sub=4 - corr)}}
+
+    runs = [DownstreamRun("pr", student, per(3)), DownstreamRun("pr", teacher, per(6)),
+            DownstreamRun("pr", random_student, per(9)), DownstreamRun("pr", fbank, per(5)),
+            DownstreamRun("sid", student, acc(1)), DownstreamRun("sid", fbank, acc(3))]
+    text = render_results(runs)
+    section = text.split("## Against the baselines (FBANK, random student)\n\n")[1].split("\n\n")[0]
+    assert section.splitlines() == [
+        # error rates: lower is better
+        "- PR test: student (student) PER 30.0 %: 60.0 points better than student_random (90.0); "
+        "20.0 points better than fbank (50.0)",
+        "- PR test: teacher (teacher) PER 60.0 %: 30.0 points better than student_random (90.0); "
+        "10.0 points worse than fbank (50.0)",
+        # accuracy: higher is better; no random student ran SID
+        "- SID sid_test: student (student) accuracy 25.0 %: 50.0 points worse than fbank (75.0)",
+    ]
+    # without a baseline run there is nothing to set against
+    assert "Against the baselines" not in render_results(runs[:2])
+
+
 def test_pr_and_sid_runs_are_scored_from_their_dirs(tmp_path):
     data = tmp_path / "data"
     write(data / "test/text", ["u1 A B", "u2 C"])

@@ -59,7 +59,9 @@ def test_runs_only_the_active_prefix_and_only_it_learns(arch):
     hs, olens = enc.forward_hidden_states(xs, lens)
     assert len(hs) == 4 and all(h.shape == (3, 11, DIM) for h in hs)
     assert olens.tolist() == [11, 7, 4] and calls == [1, 1, 1] + [0] * 6
-    sum(h[:, :4].sum() for h in hs[1:]).backward()
+    # squared, not summed: a plain sum through a post-LN layer's final LayerNorm (unit gain)
+    # is constant, so the last active layer would get a gradient of rounding noise only
+    sum(h[:, :4].pow(2).sum() for h in hs[1:]).backward()
     for i, layer in enumerate(enc.layer_slots()):
         grads = [p.grad for p in layer.parameters()]
         assert all(g is not None and g.abs().sum() > 0 for g in grads) if i < 3 else \
