@@ -11,7 +11,7 @@
 #                              FBANK only, on 4 training voices (so that SID has splits; the
 #                              test suite runs it)
 #   ./run.sh --full true       the demo with a teacher pretrained 20x longer (12,000 updates,
-#                              about an hour on 2 cores): a teacher that beats FBANK on PR
+#                              1 to 1.5 h on 2 cores): its teacher beats FBANK on ASR
 #   ./run.sh --teacher FILE    distil your own teacher instead (stage 0 is then skipped)
 # Any distill.sh option (./distill.sh --help) can be given, e.g. ./run.sh --stage 3.
 set -euo pipefail
