@@ -45,6 +45,8 @@ TASK_TITLES = {
     "pr": "PR, phoneme recognition (SUPERB-style: CTC over phones; PER)",
     "sid": "SID, speaker identification (SUPERB-style: mean-pooled linear classifier; accuracy)",
 }
+FBANK_KIND, RANDOM_KIND = "FBANK baseline", "random student"
+BASELINE_KINDS = (FBANK_KIND, RANDOM_KIND)  # the rows every other upstream is set against
 SUMMARY_METRIC = {"asr": ("cer", "CER"), "pr": ("per", "PER"), "sid": ("acc", "accuracy")}
 
 
@@ -129,13 +131,13 @@ def upstream_info(asr_dir: Path, parameter_counts: Optional[Dict[str, int]] = No
             from espnet2_stacking.upstreams.load import load_upstream  # imports ESPnet's SSL task: slow
 
             counts[spec] = sum(p.numel() for p in load_upstream(spec).parameters())
-        kind = "FBANK baseline" if is_fbank else "teacher"
+        kind = FBANK_KIND if is_fbank else "teacher"
         return UpstreamInfo(name=name, kind=kind, spec=spec, parameters=counts[spec])
     stacking = json.loads(stacking_file.read_text())
     parameters = stacking["parameters"]  # the student network alone, without loading it
     if stacking.get("init") == "random":
         # the shape of the distilled student, none of its training
-        return UpstreamInfo(name=name, kind="random student", spec=spec, parameters=parameters)
+        return UpstreamInfo(name=name, kind=RANDOM_KIND, spec=spec, parameters=parameters)
     return UpstreamInfo(
         name=name, kind="student", spec=spec, parameters=parameters,
         stacking_method=stacking["stacking_method"],
@@ -204,9 +206,6 @@ def _upstream_cells(u: UpstreamInfo) -> List[str]:
 
 def _sets(runs: List[DownstreamRun]) -> List[str]:
     return sorted({s for run in runs for s in run.scores})
-
-
-BASELINE_KINDS = ("FBANK baseline", "random student")
 
 
 def _against_baselines(task: str, runs: List[DownstreamRun]) -> List[str]:

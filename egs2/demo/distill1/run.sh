@@ -16,7 +16,6 @@
 # Any distill.sh option (./distill.sh --help) can be given, e.g. ./run.sh --stage 3.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
-. ./path.sh
 
 smoke=false
 full=false
@@ -60,6 +59,8 @@ case "${full}" in
     false) ;;
     *) echo "--full must be true or false, got '${full}'" >&2; exit 2 ;;
 esac
+# after the size options are checked: a first run installs tools/venv (minutes)
+. ./path.sh
 
 ./distill.sh \
     --teacher_config conf/teacher_hubert_demo.yaml \
