@@ -71,10 +71,25 @@ def test_train_decode_score_round_trip(tmp_path):
     times = [t.split("\t")[0] for t in (tmp_path / "exp/stage_times.tsv").read_text().splitlines()]
     assert times == ["5", "6", "7"]
 
+    # greedy CTC decoding by default (SUPERB's); ESPnet's prefix search with --ctc_greedy false,
+    # into the same layout; a bad value stops before any decoding dir is cleared
+    first_log = asr / "decode_dev/logdir/decode.1.log"
+    assert "espnet2_stacking.bin.ctc_greedy_inference" in first_log.read_text()
+    stage6 = cmd[:2] + ["6", "--stop_stage", "6"] + cmd[3:]
+    res = subprocess.run(stage6 + ["--ctc_greedy", "maybe"], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert res.returncode == 2 and "--ctc_greedy must be true or false, got 'maybe'" in res.stderr
+    assert (asr / "decode_dev/1best_recog/text").exists()
+    res = subprocess.run(stage6 + ["--ctc_greedy", "false"], cwd=tmp_path, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "espnet2_stacking.bin.asr_inference" in first_log.read_text()
+    hyp_ids = [x.split()[0] for x in (asr / "decode_dev/1best_recog/text").read_text().splitlines()]
+    assert hyp_ids == sorted(ref_ids)
+
     # a decoding job that fails is named with the end of its log, and the stage stops
     (tmp_path / "exp/asr_teacher/valid.loss.ave.pth").write_bytes(b"not a checkpoint")
-    res = subprocess.run(cmd[:2] + ["6", "--stop_stage", "6"] + cmd[3:], cwd=tmp_path,
-                         capture_output=True, text=True)
+    res = subprocess.run(stage6, cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 1
     # (both jobs run at once, so one or both fail before the stop)
     assert re.search(r"[12] of 2 job\(s\) failed: decoding job [12]/2 of exp/asr_teacher/decode_dev "

@@ -89,12 +89,15 @@ sid_inference_args=""   # extra options for cls_inference
 token_type=char         # ASR output units: char or bpe
 nbpe=300                # SentencePiece vocabulary size (token_type=bpe)
 asr_decode_model=valid.loss.ave.pth  # checkpoint of each ASR run that stage 6 decodes with
-decode_beam_size=1      # CTC prefix beam search width (1: greedy, as SUPERB)
-decode_batch_size=16    # utterances ESPnet's ASR decoding searches at once (the same output as
+ctc_greedy=true         # at --decode_beam_size 1: SUPERB's greedy CTC decoding (the frames'
+                        #   best tokens; ctc_greedy_inference); false: ESPnet's prefix search
+decode_beam_size=1      # width of ESPnet's CTC prefix beam search (asr_inference) past 1
+decode_batch_size=16    # utterances decoded at once (ESPnet's search: the same output as
                         #   one at a time, in less than half the time on the demo's PR test set)
 decode_min_utts=50      # fewest utterances per decoding job: a job costs an interpreter
                         # start and a model load, more than decoding a few utterances
-inference_args=""       # extra options for asr_inference (tasks asr and pr)
+inference_args=""       # extra options for the decoding of tasks asr and pr (asr_inference,
+                        #   or ctc_greedy_inference with --ctc_greedy true at beam 1)
 results=RESULTS.md      # stage 7 writes every task's tables here
 
 # ---- end options
@@ -689,8 +692,17 @@ decode_merge() {  # decode_merge TASK RUN_DIR SET: the jobs' outputs and their s
     log "${decode_dir}/${out}/text: $(wc -l < "${decode_dir}/${out}/text") of ${num} utterances"
 }
 
+greedy_decoding() {  # true when tasks asr and pr decode greedily (--ctc_greedy, at beam 1)
+    case "${ctc_greedy}" in
+        true) [ "${decode_beam_size}" -eq 1 ] ;;
+        false) return 1 ;;
+        *) log "--ctc_greedy must be true or false, got '${ctc_greedy}'"; exit 2 ;;
+    esac
+}
+
 stage_decode() {
     check_tasks
+    greedy_decoding || true  # a bad --ctc_greedy stops here, before any decoding dir is cleared
     resolve_upstreams
     local task k dset run_dir i j jobs pairs=() counts=() total=0 logdir model speech max_split
     for task in ${downstream_tasks}; do
@@ -726,6 +738,15 @@ stage_decode() {
                     --data_path_and_name_and_type "${speech}" \
                     --key_file "${logdir}/keys.${j}.scp" --output_dir "${logdir}/output.${j}" \
                     ${sid_inference_args}
+            elif greedy_decoding; then
+                # shellcheck disable=SC2086
+                jobs_add_timed "decoding job ${j}/${counts[$i]} of ${run_dir}/decode_${dset}" "${logdir}/decode.${j}.log" "${logdir}/seconds.${j}" \
+                    ${python} -m espnet2_stacking.bin.ctc_greedy_inference \
+                    --ngpu "$(( ngpu > 0 ? 1 : 0 ))" --batch_size "${decode_batch_size}" \
+                    --asr_train_config "${run_dir}/config.yaml" --asr_model_file "${model}" \
+                    --data_path_and_name_and_type "${speech}" \
+                    --key_file "${logdir}/keys.${j}.scp" --output_dir "${logdir}/output.${j}" \
+                    ${inference_args}
             else
                 # shellcheck disable=SC2086
                 jobs_add_timed "decoding job ${j}/${counts[$i]} of ${run_dir}/decode_${dset}" "${logdir}/decode.${j}.log" "${logdir}/seconds.${j}" \
