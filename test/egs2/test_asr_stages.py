@@ -96,3 +96,23 @@ def test_train_decode_score_round_trip(tmp_path):
                      r"\(log: exp/asr_teacher/decode_dev/logdir/decode\.[12]\.log\)", res.stderr), \
         res.stderr[-3000:]
     assert re.search(r"the end of exp/asr_teacher/decode_dev/logdir/decode\.[12]\.log:\n", res.stderr)
+
+    # a head trained on another upstream is not resumed on a new one: moved aside, trained
+    # again (ESPnet's --resume would continue its checkpoints on the new states)
+    assert (asr / "upstream_id").read_text().strip() == UPSTREAM
+    other = UPSTREAM.replace("dim=16", "dim=12")
+    stage5 = cmd[:2] + ["5", "--stop_stage", "5"] + cmd[3:] + ["--upstreams", "teacher"]
+    stage5[stage5.index("--teacher") + 1] = other
+    res = subprocess.run(stage5, cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (f"exp/asr_teacher was trained on upstream {UPSTREAM}, now {other}: moved to "
+            "exp/asr_teacher.prev, trained again") in res.stderr
+    assert (tmp_path / "exp/asr_teacher.prev/upstream_id").read_text().strip() == UPSTREAM
+    assert (asr / "upstream_id").read_text().strip() == other
+    assert "The training was finished" in (asr / "train.log").read_text()
+    assert yaml.safe_load((asr / "config.yaml").read_text())["preencoder_conf"]["input_size"] == 12
+    # the same upstream again: resumed (ESPnet finds the run finished), nothing moved
+    (tmp_path / "exp/asr_teacher.prev").rename(tmp_path / "old")
+    res = subprocess.run(stage5, cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0 and "moved to" not in res.stderr
+    assert not (tmp_path / "exp/asr_teacher.prev").exists()

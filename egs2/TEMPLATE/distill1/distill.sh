@@ -569,6 +569,27 @@ task_data() {  # task_data TASK [NAME SPEC]: the --{train,valid}_data_path_and_n
     done
 }
 
+upstream_identity() {  # upstream_identity SPEC: the spec, and the sha256 of its file if it is one
+    if [ -f "$1" ]; then echo "$1 sha256:$(sha256sum "$1" | cut -d' ' -f1)"; else echo "$1"; fi
+}
+head_run_dir() {  # head_run_dir RUN_DIR SPEC: a head's run dir, ready for --resume true. A head
+                  # trained on another upstream (a new export, another teacher) is moved to
+                  # RUN_DIR.prev: ESPnet would resume its checkpoints on the new states.
+    local run_dir=$1 id old
+    id=$(upstream_identity "$2")
+    if compgen -G "${run_dir}/*.pth" > /dev/null; then
+        if [ ! -f "${run_dir}/upstream_id" ]; then
+            log "WARNING: ${run_dir} has checkpoints but no upstream_id (an older version wrote it): resumed as it is, on ${id}; remove the dir if it was trained on another upstream"
+        elif [ "$(cat "${run_dir}/upstream_id")" != "${id}" ]; then
+            old=$(cat "${run_dir}/upstream_id")
+            rm -rf "${run_dir}.prev"; mv "${run_dir}" "${run_dir}.prev"
+            log "${run_dir} was trained on upstream ${old}, now ${id}: moved to ${run_dir}.prev, trained again"
+        fi
+    fi
+    mkdir -p "${run_dir}"
+    echo "${id}" > "${run_dir}/upstream_id.tmp"; mv "${run_dir}/upstream_id.tmp" "${run_dir}/upstream_id"
+}
+
 stage_downstream_train() {
     check_tasks
     if [ "${asr_nj}" -gt 1 ] && [ "${ngpu}" -gt 0 ]; then
@@ -637,7 +658,7 @@ stage_downstream_train() {
             done
             run=(jobs_add_timed "${task} training on '${up_names[$i]}' (upstream ${up_specs[$i]})" "${run_dir}/train.log" "${run_dir}/train_seconds")
             multi_node && run=(timed "${run_dir}/train_seconds" launch_train "${run_dir}/train.log")
-            mkdir -p "${run_dir}"
+            head_run_dir "${run_dir}" "${up_specs[$i]}"
             # shellcheck disable=SC2046
             "${run[@]}" ${python} -m "$(task_module "${task}" train)" "${opts[@]}" --ngpu "${ngpu}" "${dist_opts[@]}" \
                 --resume true --output_dir "${run_dir}" $(task_var "${task}" args)
