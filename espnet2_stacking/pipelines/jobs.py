@@ -72,18 +72,35 @@ class Job:
     log: str
     command: str  # a bash command line
     seconds: Optional[str] = None  # the job's wall seconds are added to this file on success
+    after: Tuple[str, ...] = ()  # the logs of earlier jobs that must succeed before it starts
+
+
+NO_FILE = "-"  # a jobs file's seconds field for a job with no seconds file
 
 
 def read_jobs(path: Path) -> List[Job]:
-    jobs = []
+    """Lines of '<name>\\t<log>\\t<command>[\\t<seconds file or ->[\\t<logs>]]', where <logs> are
+    the comma-separated logs of earlier jobs that this one waits for (a job is named by its
+    log, which is its own)."""
+    jobs, logs = [], set()
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         fields = line.split("\t")
-        if len(fields) not in (3, 4) or not all(f.strip() for f in fields):
-            raise JobsError(f"{path}:{n}: expected '<name>\\t<log>\\t<command>[\\t<seconds file>]', "
-                            f"got {line!r}")
-        jobs.append(Job(*fields))
+        if len(fields) not in (3, 4, 5) or not all(f.strip() for f in fields):
+            raise JobsError(f"{path}:{n}: expected '<name>\\t<log>\\t<command>[\\t<seconds file>"
+                            f"[\\t<logs of the jobs it waits for>]]', got {line!r}")
+        name, log, command = fields[:3]
+        seconds = fields[3] if len(fields) > 3 and fields[3] != NO_FILE else None
+        after = tuple(fields[4].split(",")) if len(fields) > 4 else ()
+        unknown = [a for a in after if a not in logs]
+        if unknown:
+            raise JobsError(f"{path}:{n}: job '{name}' waits for {unknown}, which no earlier "
+                            "job of the file writes as its log")
+        if log in logs:
+            raise JobsError(f"{path}:{n}: two jobs write {log}")
+        logs.add(log)
+        jobs.append(Job(name, log, command, seconds, after))
     if not jobs:
         raise JobsError(f"{path}: no jobs")
     return jobs
@@ -177,12 +194,13 @@ def add_seconds(path: Path, seconds: float) -> None:
 
 
 def _run_one(job: Job, cwd: str, env: Dict[str, str], stop_name: str,
-             preload: Optional[Sequence[str]] = None) -> dict:
+             preload: Optional[Sequence[str]] = None, waited: Sequence[dict] = ()) -> dict:
     """On a worker: run one job into its log, unless an earlier job failed. preload: the
-    modules a warm start imports first (None: every job in a fresh process)."""
+    modules a warm start imports first (None: every job in a fresh process). waited: the
+    results of the jobs it waits for (Dask starts it only once they are done)."""
     from distributed import Event
 
-    if Event(stop_name).is_set():
+    if Event(stop_name).is_set() or any(w["rc"] != 0 for w in waited):
         return {"started": False, "rc": None, "host": socket.gethostname()}
     log = Path(cwd, job.log)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -249,8 +267,10 @@ def warm_preload(jobs: Sequence[Job], entry: dict, ngpu: int, cwd: str) -> Optio
 def run_jobs(jobs: Sequence[Job], entry: dict, max_jobs: int, cwd: Optional[str] = None,
              ngpu: int = 0) -> None:
     """Run the jobs, at most max_jobs at once (locally; a cluster class's n_workers), each into
-    its log. After a failure no further job starts; once the started ones end, JobsError names
-    every failed job and shows the end of the first one's log."""
+    its log, in their order as far as ``Job.after`` allows: a job that waits for others starts
+    once they have succeeded, and the next ready job takes a free worker meanwhile. After a
+    failure no further job starts; once the started ones end, JobsError names every failed job
+    and shows the end of the first one's log."""
     from distributed import Event, as_completed
 
     cwd = cwd or os.getcwd()
@@ -264,12 +284,15 @@ def run_jobs(jobs: Sequence[Job], entry: dict, max_jobs: int, cwd: Optional[str]
     failed = []
     with cluster_client(config) as client:
         stop = Event(stop_name, client=client)
-        futures = {}
+        futures, by_log = {}, {}
         for i, job in enumerate(jobs):
             env = job_env(entry, i, config.n_workers, ngpu)
-            fut = client.submit(_run_one, job, cwd, env, stop_name, preload, pure=False,
+            # futures among the arguments: Dask holds the job back until they are done
+            waited = [by_log[log] for log in job.after]
+            fut = client.submit(_run_one, job, cwd, env, stop_name, preload, waited, pure=False,
                                 key=f"job-{i}-{stop_name}", **resources)
             futures[fut] = job
+            by_log[job.log] = fut
             logging.info(f"queued {job.name} (log: {job.log})")
         for fut in as_completed(list(futures)):
             job = futures[fut]

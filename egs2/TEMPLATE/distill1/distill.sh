@@ -404,6 +404,15 @@ add_seconds_awk='BEGIN { s = 0 } NF { s = $1 } END { printf "%.1f\n", s + t1 - t
 jobs_add_timed() {  # jobs_add_timed DESCRIPTION LOG_FILE SECONDS_FILE COMMAND...: run_jobs times it
     printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$(printf '%q ' "${@:4}")" "$3" >> "${jobs_file}"
 }
+jobs_add_after() {  # jobs_add_after LOGS DESCRIPTION LOG_FILE SECONDS_FILE COMMAND...: a job that
+                    # starts once the jobs writing LOGS (comma-separated; -: none) have
+                    # succeeded; SECONDS_FILE - for none
+    if [ "$1" = - ]; then
+        printf '%s\t%s\t%s\t%s\n' "$2" "$3" "$(printf '%q ' "${@:5}")" "$4" >> "${jobs_file}"
+    else
+        printf '%s\t%s\t%s\t%s\t%s\n' "$2" "$3" "$(printf '%q ' "${@:5}")" "$4" "$1" >> "${jobs_file}"
+    fi
+}
 timed() {  # timed SECONDS_FILE COMMAND...: the same here (COMMAND may be a function)
     local f=$1 t0; shift
     t0=$(date +%s.%N)
@@ -538,6 +547,7 @@ upstream_setting() {  # upstream_setting KEY DEFAULT: a frontend_conf value ever
     echo "${values[0]}"
 }
 add_upstream_dumps() {  # add_upstream_dumps DTYPE NORMALIZE: queue each upstream's states dump
+                        # (its log into the caller's dump_log, by upstream name)
     local i dset dirs outs
     for i in "${!up_names[@]}"; do
         states_dumped "${up_specs[$i]}" || continue
@@ -551,6 +561,7 @@ add_upstream_dumps() {  # add_upstream_dumps DTYPE NORMALIZE: queue each upstrea
             ${python} -m espnet2_stacking.bin.dump_upstream_states --upstream "${up_specs[$i]}" \
             --upstream_dtype "$1" --upstream_normalize "$2" --ngpu "$(( ngpu > 0 ? 1 : 0 ))" \
             --data_dir "${dirs[@]}" --out_dir "${outs[@]}"
+        dump_log[${up_names[$i]}]="${dumpdir}/upstream_states/${up_names[$i]}/dump.log"
         queued=$(( queued + 1 ))
     done
 }
@@ -597,7 +608,7 @@ stage_downstream_train() {
         exit 2
     fi
     resolve_upstreams
-    local task i stats run_dir opts=() dist_opts=() sets shape done_stats=() pending=() run config
+    local task i stats run_dir opts=() dist_opts=() sets shape done_stats=() run config
     local dump_dtype dump_norm
     [ "${ngpu}" -gt 1 ] && ! multi_node && dist_opts+=(--multiprocessing_distributed true)
     if [ "${downstream_feats}" = dump ]; then  # before any work: one dump serves every task
@@ -605,14 +616,17 @@ stage_downstream_train() {
         dump_norm=$(upstream_setting upstream_normalize none)
     fi
     for task in ${downstream_tasks}; do prepare_labels "${task}"; done
-    # The upstreams' state dumps and ESPnet's collect-stats passes (shapes, and feature
-    # statistics for global_mvn), which need no dump: one pool, --asr_nj at once (on GPUs, the
-    # dumps first, each dealt a GPU)
-    local queued=0
+    # One pool, --asr_nj at once: the upstreams' state dumps, ESPnet's collect-stats passes
+    # (shapes, and feature statistics for global_mvn), which need no dump, and the trainings,
+    # each waiting only for its own upstream's dump and its task's statistics (FBANK's start
+    # while the dumps run). On GPUs the dumps run first, each dealt a GPU; on several nodes the
+    # trainings run after the pool, one after the other, each on all of them.
+    local queued=0 waits
+    declare -A dump_log=() stats_ready=()
     jobs_begin
     [ "${downstream_feats}" = dump ] && add_upstream_dumps "${dump_dtype}" "${dump_norm}"
     if [ "${ngpu}" -gt 0 ] && [ "${queued}" -gt 0 ]; then
-        jobs_run "$(job_class)" "${asr_nj}" "${ngpu}"; queued=0; jobs_begin
+        jobs_run "$(job_class)" "${asr_nj}" "${ngpu}"; queued=0; dump_log=(); jobs_begin
     fi
     for task in ${downstream_tasks}; do
         read -r -a sets <<< "$(task_train_sets "${task}")"
@@ -624,7 +638,6 @@ stage_downstream_train() {
                 log "${stats} exists: collect-stats skipped"
                 continue
             fi
-            pending+=("${stats}")
             # shellcheck disable=SC2046
             jobs_add "collect stats of ${task} (upstream ${up_specs[$i]})" "${stats}.log" \
                 ${python} -m "$(task_module "${task}" train)" --config "$(task_var "${task}" config)" \
@@ -633,18 +646,17 @@ stage_downstream_train() {
                 --train_shape_file "${datadir}/${sets[0]}/utt2num_samples" \
                 --valid_shape_file "${datadir}/${sets[1]}/utt2num_samples" \
                 --output_dir "${stats}.tmp"
+            # written whole, then in place: a killed pass leaves no half a stats dir
+            jobs_add_after "${stats}.log" "statistics of ${task} in place: ${stats}" "${stats}.mv.log" - \
+                bash -c 'rm -rf "$1" && mv "$1.tmp" "$1"' mv "${stats}"
+            stats_ready[${stats}]="${stats}.mv.log"
             queued=$(( queued + 1 ))
         done
     done
-    if [ "${queued}" -gt 0 ]; then
-        jobs_run "$(job_class)" "${asr_nj}"
-        for stats in "${pending[@]}"; do rm -rf "${stats}"; mv "${stats}.tmp" "${stats}"; done
-    else
-        rm -f "${jobs_file}"
+    if multi_node; then
+        if [ "${queued}" -gt 0 ]; then jobs_run "$(job_class)" "${asr_nj}"; else rm -f "${jobs_file}"; fi
+        dump_log=(); stats_ready=()
     fi
-    # the trainings: one node, a job each (--asr_nj at once); several nodes, one after the
-    # other, each on all of them through ESPnet's launcher
-    multi_node || jobs_begin
     for task in ${downstream_tasks}; do
         config=$(task_var "${task}" config)
         for i in "${!up_names[@]}"; do
@@ -656,7 +668,9 @@ stage_downstream_train() {
             for shape in $(task_shapes "${task}"); do
                 opts+=(--train_shape_file "${stats}/train/${shape}_shape" --valid_shape_file "${stats}/valid/${shape}_shape")
             done
-            run=(jobs_add_timed "${task} training on '${up_names[$i]}' (upstream ${up_specs[$i]})" "${run_dir}/train.log" "${run_dir}/train_seconds")
+            waits=${dump_log[${up_names[$i]}]:-}
+            [ -n "${stats_ready[${stats}]:-}" ] && waits+="${waits:+,}${stats_ready[${stats}]}"
+            run=(jobs_add_after "${waits:--}" "${task} training on '${up_names[$i]}' (upstream ${up_specs[$i]})" "${run_dir}/train.log" "${run_dir}/train_seconds")
             multi_node && run=(timed "${run_dir}/train_seconds" launch_train "${run_dir}/train.log")
             head_run_dir "${run_dir}" "${up_specs[$i]}"
             # shellcheck disable=SC2046

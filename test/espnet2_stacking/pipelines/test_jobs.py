@@ -56,6 +56,24 @@ def test_a_failed_job_stops_the_rest_and_is_named_with_its_log(tmp_path):
     assert not (tmp_path / "logs/3.log").exists()
 
 
+def test_a_job_waits_for_the_jobs_it_names_while_others_take_the_free_worker(tmp_path):
+    jobs = [Job("dump", "logs/dump.log", "sleep 1; touch dumped"),
+            # submitted before 'fbank' but not ready: 'fbank' takes the second worker meanwhile
+            Job("train on the dump", "logs/train.log",
+                "[ -e dumped ] && [ -e fbank_done ] && touch trained", after=("logs/dump.log",)),
+            Job("fbank", "logs/fbank.log", "[ ! -e dumped ] && touch fbank_done")]
+    run_jobs(jobs, LOCAL, max_jobs=2, cwd=str(tmp_path))
+    assert (tmp_path / "trained").exists() and (tmp_path / "fbank_done").exists()
+
+
+def test_a_job_whose_dependency_failed_never_starts(tmp_path):
+    jobs = [Job("dump", "logs/dump.log", "echo 'no states for utt3' >&2; exit 1"),
+            Job("train", "logs/train.log", "touch trained", after=("logs/dump.log",))]
+    with pytest.raises(JobsError, match=r"1 of 2 job\(s\) failed: dump \(log: logs/dump.log\)"):
+        run_jobs(jobs, LOCAL, max_jobs=2, cwd=str(tmp_path))
+    assert not (tmp_path / "trained").exists() and not (tmp_path / "logs/train.log").exists()
+
+
 # a job module: what a recipe entry point is to the pool (its own file, run with -m)
 PROBE_JOB = """
 import json, multiprocessing, os, sys, time
@@ -168,6 +186,15 @@ def test_bad_jobs_file_and_config_are_named(tmp_path):
         read_jobs(jobs)
     jobs.write_text("ok\tlog\techo\tlog.seconds\n")
     assert read_jobs(jobs) == [Job("ok", "log", "echo", "log.seconds")]
+    jobs.write_text("a\ta.log\techo\t-\nb\tb.log\techo\tb.sec\ta.log\nc\tc.log\techo\t-\ta.log,b.log\n")
+    assert read_jobs(jobs) == [Job("a", "a.log", "echo"), Job("b", "b.log", "echo", "b.sec", ("a.log",)),
+                               Job("c", "c.log", "echo", None, ("a.log", "b.log"))]
+    jobs.write_text("b\tb.log\techo\t-\ta.log\na\ta.log\techo\n")
+    with pytest.raises(JobsError, match=r"jobs:1: job 'b' waits for \['a.log'\], which no earlier"):
+        read_jobs(jobs)
+    jobs.write_text("a\ta.log\techo\na2\ta.log\techo\n")
+    with pytest.raises(JobsError, match=r"jobs:2: two jobs write a.log"):
+        read_jobs(jobs)
     conf = tmp_path / "parallel.yaml"
     conf.write_text(yaml.safe_dump({"gpu": {"env": "slrum"}}))
     with pytest.raises(ParallelConfigError, match="class 'gpu': env 'slrum' is none of"):
