@@ -194,13 +194,12 @@ def add_seconds(path: Path, seconds: float) -> None:
 
 
 def _run_one(job: Job, cwd: str, env: Dict[str, str], stop_name: str,
-             preload: Optional[Sequence[str]] = None, waited: Sequence[dict] = ()) -> dict:
+             preload: Optional[Sequence[str]] = None) -> dict:
     """On a worker: run one job into its log, unless an earlier job failed. preload: the
-    modules a warm start imports first (None: every job in a fresh process). waited: the
-    results of the jobs it waits for (Dask starts it only once they are done)."""
+    modules a warm start imports first (None: every job in a fresh process)."""
     from distributed import Event
 
-    if Event(stop_name).is_set() or any(w["rc"] != 0 for w in waited):
+    if Event(stop_name).is_set():
         return {"started": False, "rc": None, "host": socket.gethostname()}
     log = Path(cwd, job.log)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -271,6 +270,7 @@ def run_jobs(jobs: Sequence[Job], entry: dict, max_jobs: int, cwd: Optional[str]
     once they have succeeded, and the next ready job takes a free worker meanwhile. After a
     failure no further job starts; once the started ones end, JobsError names every failed job
     and shows the end of the first one's log."""
+    import dask
     from distributed import Event, as_completed
 
     cwd = cwd or os.getcwd()
@@ -281,20 +281,32 @@ def run_jobs(jobs: Sequence[Job], entry: dict, max_jobs: int, cwd: Optional[str]
         logging.info(f"warm starts: python jobs fork from one process that imports {preload} once")
     stop_name = f"recipe-jobs-stop-{uuid.uuid4().hex}"
     resources = {} if config.env in (LOCAL, "ssh") else {"resources": {JOB_RESOURCE: 1}}
-    failed = []
-    with cluster_client(config) as client:
+    failed, succeeded = [], set()
+    # A job is handed to Dask only once the jobs it waits for have succeeded: with no Dask
+    # dependencies every job is a root task, which Dask queues at the scheduler and gives to
+    # the next free worker, in the file's order (priority). A job that Dask held back for a
+    # dependency would instead be placed at once on a worker, possibly a busy one, and wait
+    # behind that worker's job while another worker idles.
+    waiting = list(range(len(jobs)))
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}), \
+            cluster_client(config) as client:
         stop = Event(stop_name, client=client)
-        futures, by_log = {}, {}
-        for i, job in enumerate(jobs):
-            env = job_env(entry, i, config.n_workers, ngpu)
-            # futures among the arguments: Dask holds the job back until they are done
-            waited = [by_log[log] for log in job.after]
-            fut = client.submit(_run_one, job, cwd, env, stop_name, preload, waited, pure=False,
-                                key=f"job-{i}-{stop_name}", **resources)
-            futures[fut] = job
-            by_log[job.log] = fut
-            logging.info(f"queued {job.name} (log: {job.log})")
-        for fut in as_completed(list(futures)):
+        futures = {}
+        running = as_completed()
+
+        def submit_ready():
+            for i in [i for i in waiting if all(a in succeeded for a in jobs[i].after)]:
+                waiting.remove(i)
+                env = job_env(entry, i, config.n_workers, ngpu)
+                fut = client.submit(_run_one, jobs[i], cwd, env, stop_name, preload, pure=False,
+                                    key=f"job-{i}-{stop_name}", priority=len(jobs) - i,
+                                    **resources)
+                futures[fut] = jobs[i]
+                running.add(fut)
+                logging.info(f"queued {jobs[i].name} (log: {jobs[i].log})")
+
+        submit_ready()
+        for fut in running:
             job = futures[fut]
             try:
                 result = fut.result()
@@ -304,11 +316,16 @@ def run_jobs(jobs: Sequence[Job], entry: dict, max_jobs: int, cwd: Optional[str]
                 logging.info(f"not started after a failure: {job.name}")
             elif result["rc"] == 0:
                 logging.info(f"finished {job.name} on {result['host']}")
+                succeeded.add(job.log)
+                if not failed:
+                    submit_ready()
             else:
                 logging.error(f"{job.name} failed on {result['host']} (exit {result['rc']}); "
                               f"log: {job.log}")
                 failed.append(job)
                 stop.set()
+        for i in waiting:
+            logging.info(f"not started after a failure: {jobs[i].name}")
     if failed:
         first = failed[0]
         raise JobsError(

@@ -615,7 +615,12 @@ stage_downstream_train() {
         dump_dtype=$(upstream_setting upstream_dtype float32)
         dump_norm=$(upstream_setting upstream_normalize none)
     fi
-    for task in ${downstream_tasks}; do prepare_labels "${task}"; done
+    # the tasks' token lists and input checks, side by side (each is a few Python starts); a
+    # failed one stops the stage with its own exit status once all have ended
+    local pids=() pid rc=0 status
+    for task in ${downstream_tasks}; do prepare_labels "${task}" & pids+=($!); done
+    for pid in "${pids[@]}"; do wait "${pid}" || { status=$?; [ "${rc}" -ne 0 ] || rc=${status}; }; done
+    [ "${rc}" -eq 0 ] || exit "${rc}"
     # One pool, --asr_nj at once: the upstreams' state dumps, ESPnet's collect-stats passes
     # (shapes, and feature statistics for global_mvn), which need no dump, and the trainings,
     # each waiting only for its own upstream's dump and its task's statistics (FBANK's start
