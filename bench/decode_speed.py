@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from espnet2_stacking.asr.ctc_greedy import CTCGreedyDecoder
 from espnet2_stacking.asr.scoring import read_text, score
 from espnet2_stacking.data.atomic import atomic_write_text
+from espnet2_stacking.pipelines.ctc_greedy import CTCGreedyDecoder
 from espnet2_stacking.tasks.asr import StackingASRTask
 from espnet2_stacking.tasks.register import register
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from espnet2.utils.types import str2triple_str
 
-from espnet2_stacking.asr.ctc_greedy import decode_to_dir
+from espnet2_stacking.pipelines.ctc_greedy import decode_to_dir
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -8,8 +8,8 @@ import torch
 import yaml
 from conftest import write_data_dir
 
-from espnet2_stacking.asr.ctc_greedy import CTCGreedyDecoder, best_path_ids, decode_to_dir
 from espnet2_stacking.bin import ctc_greedy_inference
+from espnet2_stacking.pipelines.ctc_greedy import CTCGreedyDecoder, best_path_ids, decode_to_dir
 from espnet2_stacking.tasks.asr import StackingASRTask
 
 UPSTREAM = "random:hubert?layers=2&dim=16&heads=2&ffn=32&conv=16&pos_kernel=8&pos_groups=2"
