@@ -402,7 +402,7 @@ resolve_upstreams() {  # fills up_names and up_specs from --upstreams
 # renamed), so times survive the job pool, a cluster's scheduler and resumed trainings.
 add_seconds_awk='BEGIN { s = 0 } NF { s = $1 } END { printf "%.1f\n", s + t1 - t0 }'
 jobs_add_timed() {  # jobs_add_timed DESCRIPTION LOG_FILE SECONDS_FILE COMMAND...: run_jobs times it
-    printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$(printf '%q ' "${@:4}")" "$3" >> "${jobs_file}"
+    jobs_add_after - "$@"
 }
 jobs_add_after() {  # jobs_add_after LOGS DESCRIPTION LOG_FILE SECONDS_FILE COMMAND...: a job that
                     # starts once the jobs writing LOGS (comma-separated; -: none) have
