@@ -24,7 +24,6 @@ import torch
 from espnet2_stacking.asr.scoring import read_text, score
 from espnet2_stacking.data.atomic import atomic_write_text
 from espnet2_stacking.pipelines.ctc_greedy import CTCGreedyDecoder
-from espnet2_stacking.tasks.asr import StackingASRTask
 from espnet2_stacking.tasks.register import register
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -101,18 +100,11 @@ def main(cmd=None):
         data = [tuple(speech_input(run_dir, args.test_set).split(","))]
         refs, unit = references(args.datadir, args.test_set, vars(greedy.args))
 
-        def loader(data=data, train_args=greedy.args):
-            return StackingASRTask.build_streaming_iterator(
-                data, dtype="float32", batch_size=args.batch_size, num_workers=0,
-                preprocess_fn=StackingASRTask.build_preprocess_fn(train_args, False),
-                collate_fn=StackingASRTask.build_collate_fn(train_args, False),
-                allow_variable_data_keys=False, inference=True)
-
         times = {"greedy": [], "prefix_search": []}
         for _ in range(args.repeats):
-            hyp_greedy, t = timed(decode_greedy, greedy, loader())
+            hyp_greedy, t = timed(decode_greedy, greedy, greedy.batches(data, args.batch_size))
             times["greedy"].append(t)
-            hyp_search, t = timed(decode_prefix_search, search, loader())
+            hyp_search, t = timed(decode_prefix_search, search, greedy.batches(data, args.batch_size))
             times["prefix_search"].append(t)
         row = {"run_dir": str(run_dir), "utterances": len(refs), "unit": unit,
                "greedy_s": round(statistics.median(times["greedy"]), 2),

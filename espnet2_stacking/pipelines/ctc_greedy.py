@@ -80,6 +80,17 @@ class CTCGreedyDecoder:
         self.blank = model.blank_id
         self.drop = sorted({model.sos, model.eos} - {self.blank})
 
+    def batches(self, data_path_and_name_and_type: Sequence[Tuple[str, str, str]],
+                batch_size: int = 16, key_file: Optional[str] = None, num_workers: int = 0):
+        """ESPnet's inference iterator over the data, as the model's training prepared it:
+        (keys, batch) pairs."""
+        return StackingASRTask.build_streaming_iterator(
+            list(data_path_and_name_and_type), dtype="float32", batch_size=batch_size,
+            key_file=key_file, num_workers=num_workers,
+            preprocess_fn=StackingASRTask.build_preprocess_fn(self.args, False),
+            collate_fn=StackingASRTask.build_collate_fn(self.args, False),
+            allow_variable_data_keys=False, inference=True)
+
     @torch.no_grad()
     def __call__(self, speech: torch.Tensor, speech_lengths: torch.Tensor) -> List[Hypothesis]:
         # longest first: ESPnet's RNN encoders pack their batch, which needs that order
@@ -92,12 +103,10 @@ class CTCGreedyDecoder:
         log_probs = self.model.ctc.log_softmax(encoded).float()
         sorted_ids, sorted_scores = best_path_ids(log_probs, encoded_lengths, self.blank,
                                                   self.drop)
-        ids, scores = [None] * len(sorted_ids), torch.empty_like(sorted_scores)
-        for position, index in enumerate(order.tolist()):
-            ids[index] = sorted_ids[position]
-        scores[order] = sorted_scores
+        back = torch.argsort(order)  # each utterance's place in the sorted batch
         hyps = []
-        for token_ids, score in zip(ids, scores.tolist()):
+        for token_ids, score in zip([sorted_ids[i] for i in back.tolist()],
+                                    sorted_scores[back].tolist()):
             tokens = self.converter.ids2tokens(token_ids)
             hyps.append(Hypothesis(self.tokenizer.tokens2text(tokens), tokens, token_ids, score))
         return hyps
@@ -111,16 +120,11 @@ def decode_to_dir(data_path_and_name_and_type: Sequence[Tuple[str, str, str]],
     """Decode every utterance of the data (or of ``key_file``) into ``output_dir`` in
     asr_inference's layout; returns how many were decoded."""
     decoder = CTCGreedyDecoder(asr_train_config, asr_model_file, device, dtype)
-    loader = StackingASRTask.build_streaming_iterator(
-        list(data_path_and_name_and_type), dtype=dtype, batch_size=batch_size,
-        key_file=key_file, num_workers=num_workers,
-        preprocess_fn=StackingASRTask.build_preprocess_fn(decoder.args, False),
-        collate_fn=StackingASRTask.build_collate_fn(decoder.args, False),
-        allow_variable_data_keys=False, inference=True)
     start, done = time.perf_counter(), 0
     with DatadirWriter(output_dir) as writer:
         best = writer["1best_recog"]
-        for keys, batch in loader:
+        for keys, batch in decoder.batches(data_path_and_name_and_type, batch_size, key_file,
+                                           num_workers):
             for key, hyp in zip(keys, decoder(batch["speech"], batch["speech_lengths"])):
                 best["token"][key] = " ".join(hyp.tokens)
                 best["token_int"][key] = " ".join(map(str, hyp.token_ids))
