@@ -37,6 +37,7 @@ A missing file, or a class it lacks, runs the jobs as local processes (the defau
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import runpy
 import shlex
@@ -44,6 +45,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -175,12 +177,24 @@ def _module_main(module: str, args: List[str], log: str, cwd: str, env: Dict[str
     runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
+# The local pool's workers are threads of one process (processes=False), and multiprocessing's
+# bookkeeping of children is not thread-safe there: Process.start() polls every live child of
+# the process (multiprocessing.process._cleanup), and a forkserver child's exit code is one
+# message read once from a pipe. A start in one thread beside a join in another could read it
+# first and leave the join an EOF, which multiprocessing reports as exit code 255: a job that
+# succeeded, failed. Starts and joins take this lock; the wait for a child's end does not.
+_children_lock = threading.Lock()
+
+
 def _warm_run(module: str, args: List[str], log: Path, cwd: str, env: Dict[str, str],
               preload: Sequence[str]) -> int:
     child = warm_context(preload).Process(target=_module_main, name=module,
                                           args=(module, args, str(log), cwd, env))
-    child.start()
-    child.join()
+    with _children_lock:
+        child.start()
+    multiprocessing.connection.wait([child.sentinel])  # readable at the end; reads nothing
+    with _children_lock:
+        child.join()
     return child.exitcode
 
 

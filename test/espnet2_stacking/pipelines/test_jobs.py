@@ -130,6 +130,47 @@ def test_python_jobs_fork_from_one_preloaded_process(tmp_path, probe_module):
     assert float((tmp_path / "logs/0.seconds").read_text()) >= before + 0.3
 
 
+def test_a_warm_job_started_while_another_is_joined_keeps_its_exit_code(tmp_path, probe_module,
+                                                                      monkeypatch):
+    # The pool's workers are threads of one process. A start in one (which polls every live
+    # child) while another reads its child's exit code made one of the two reads find EOF:
+    # exit 255 for a job that succeeded. Widen that window: the first job's read of its exit
+    # code waits 0.5 s, and the second job starts inside it.
+    import multiprocessing.forkserver
+    import threading
+    import time
+
+    from espnet2_stacking.pipelines import jobs as jobs_module
+
+    read_signed = multiprocessing.forkserver.read_signed
+    first_reads, reading = [], threading.Event()
+
+    def slow_read_signed(fd):
+        if threading.current_thread().name == "first job":
+            first_reads.append(fd)
+            if len(first_reads) == 2:  # its 1st read is the child's pid, its 2nd the exit code
+                reading.set()
+                time.sleep(0.5)
+        return read_signed(fd)
+
+    monkeypatch.setattr(multiprocessing.forkserver, "read_signed", slow_read_signed)
+    env = {"PYTHONPATH": str(tmp_path / "mods")}
+    codes = {}
+
+    def run(name, out):
+        (tmp_path / f"{name}.log").touch()  # run_jobs opens it first, with the job's header
+        codes[name] = jobs_module._warm_run("probe_job", [out], tmp_path / f"{name}.log",
+                                            str(tmp_path), env, ["json"])
+
+    first = threading.Thread(target=run, args=("first job", "a.json"), name="first job")
+    first.start()
+    assert reading.wait(60), "the first job never read its exit code"
+    run("second job", "b.json")
+    first.join()
+    assert codes == {"first job": 0, "second job": 0}
+    assert (tmp_path / "a.json").exists() and (tmp_path / "b.json").exists()
+
+
 def test_a_warm_job_that_fails_is_named_with_its_message_or_traceback(tmp_path, probe_module):
     jobs = [Job("decode 1", "logs/1.log", f"{probe_module} fail", seconds="s1"),
             Job("decode 2", "logs/2.log", f"{probe_module} raise", seconds="s2")]
