@@ -63,3 +63,11 @@ def test_another_teachers_dump_without_its_meta_is_refused(monkeypatch, tmp_path
     monkeypatch.setattr(sys, "argv", ["downstream_methods.py", "--dump_dir", str(tmp_path / "dump")])
     with pytest.raises(SystemExit, match=r"--dump_dir .*dump: no train/meta.json"):
         downstream_methods.main()
+
+
+def test_the_shell_entry_passes_its_options_on():
+    import subprocess
+
+    sh = Path(__file__).parents[2] / "bench" / "downstream_methods.sh"
+    done = subprocess.run([str(sh), "--methods", "none,top"], capture_output=True, text=True)
+    assert done.returncode != 0 and "unknown ['top']" in done.stderr, done.stderr
