@@ -49,7 +49,11 @@ test_sets="test"        # space separated
 local_data_opts=""      # passed to local/data.sh
 teacher=""              # teacher spec: fairseq .pt, HF dir, ESPnet SSL .pth, random:...
 teacher_config=""       # stage 0 (no --teacher): YAML of the teacher to pretrain
-teacher_args=""         # extra options for pretrain_teacher
+teacher_args=""         # extra options for pretrain_teacher (each iteration's)
+teacher_iterations=1    # stage 0's HuBERT iterations: the first learns k-means labels of MFCCs,
+                        #   each next one (from scratch, the same config and teacher_args) those
+                        #   of its predecessor's middle state, in ${expdir}/teacher_iter<i>;
+                        #   the last is ${expdir}/teacher
 teacher_dtype=float32   # float32|bfloat16|float16 for running the teacher
 teacher_mode=dump       # dump: read stage-2 features; online: run the teacher every step
 dump_args=""            # extra options for dump_teacher_feats (e.g. "--normalize layer_norm")
@@ -109,6 +113,7 @@ if [ -n "${asr_upstreams}" ]; then
     upstreams=${asr_upstreams}
 fi
 
+[[ "${teacher_iterations}" =~ ^[1-9][0-9]*$ ]] || { log "--teacher_iterations must be a positive integer, got '${teacher_iterations}'"; exit 2; }
 # Without --teacher, stage 0's output is the teacher of every later stage.
 teacher_dir="${expdir}/teacher"
 pretrained_teacher=false
@@ -195,17 +200,27 @@ stage_teacher() {
     [ -f "${teacher_config}" ] || { log "--teacher_config '${teacher_config}' not found"; exit 2; }
     # The teacher learns from the recipe's own training data: prepare it first.
     stage_data_prep
-    local extra=() dset probe_set
+    local extra=() dset probe_set it out labels_from=() last_opts
     for dset in ${test_sets}; do extra+=("${datadir}/${dset}"); done
     # Then the evidence that it learned something layer-specific: linear probes and layer CKA
     # against a random init of the same config, on held-out speakers (the first test set).
     probe_set=${test_sets%% *}
-    # --resume: a rerun skips finished labels and stats and continues ESPnet's training.
-    # shellcheck disable=SC2086
-    ${python} -m espnet2_stacking.bin.pretrain_teacher --config "${teacher_config}" \
-        --data_dir "${datadir}/${train_set}" --valid_dir "${datadir}/${valid_set}" \
-        --extra_dirs "${extra[@]}" --out_dir "${teacher_dir}" --nj "${nj}" --resume "${parallel_opts[@]}" \
-        --num_threads "${nj}" --probe_dir "${datadir}/${probe_set}" ${teacher_args}
+    for ((it = 1; it <= teacher_iterations; it++)); do
+        out=${teacher_dir}_iter${it} last_opts=()
+        if [ "${it}" -eq "${teacher_iterations}" ]; then
+            out=${teacher_dir}
+            last_opts=(--extra_dirs "${extra[@]}" --probe_dir "${datadir}/${probe_set}")
+        fi
+        [ "${teacher_iterations}" -gt 1 ] && log "teacher iteration ${it} of ${teacher_iterations}: ${out}"
+        # --resume: a rerun skips finished iterations, labels and stats and continues ESPnet's
+        # training.
+        # shellcheck disable=SC2086
+        ${python} -m espnet2_stacking.bin.pretrain_teacher --config "${teacher_config}" \
+            --data_dir "${datadir}/${train_set}" --valid_dir "${datadir}/${valid_set}" \
+            --out_dir "${out}" --nj "${nj}" --resume "${parallel_opts[@]}" \
+            --num_threads "${nj}" "${labels_from[@]}" "${last_opts[@]}" ${teacher_args}
+        labels_from=(--label_upstream "${out}/model.pth")
+    done
 }
 require_teacher() {
     [ -n "${teacher}" ] || { log "--teacher is required (a fairseq .pt, HF dir, ESPnet SSL .pth or random:...)"; exit 2; }
