@@ -220,7 +220,8 @@ def make_labels(data_dir: Path, valid_dir: Path, labels: Path, num_clusters: int
         usable, _ = split_short(read_data_dir(data_dir), str(data_dir))
         t = time.time()
         train_feats = features(usable)
-        source = "MFCC" if label_upstream is None else f"state {label_layer} of {label_upstream}"
+        state = "the middle state" if label_layer is None else f"state {label_layer}"
+        source = "MFCC" if label_upstream is None else f"{state} of {label_upstream}"
         logger.info(f"labels: {source} of {len(usable)} utterances in {time.time() - t:.1f} s")
         t = time.time()
         km = fit_kmeans(train_feats, num_clusters, seed=seed, max_frames=max_kmeans_frames)
