@@ -17,18 +17,32 @@ from espnet2_stacking.pipelines.teacher_pretrain import (
 
 SMOKE = Path(__file__).parents[3] / "egs2/demo/distill1/conf/teacher_hubert_smoke.yaml"
 DEMO = SMOKE.with_name("teacher_hubert_demo.yaml")
+FULL = SMOKE.with_name("teacher_hubert_full.yaml")  # ./run.sh --full true
 BENCH = Path(__file__).parents[3] / "bench/conf/teacher_hubert_6x128.yaml"
 
 
 def test_configs_name_their_clusters():
     assert hubert_num_classes(SMOKE) == 8
     assert hubert_num_classes(DEMO) == 64
+    assert hubert_num_classes(FULL) == 64
+
+
+def test_the_full_teacher_is_the_demo_teacher_with_a_longer_schedule():
+    # --full's teacher must stay the shape the demo's distillation config expects; only the
+    # warmup and the number of updates differ
+    demo, full = (yaml.safe_load(c.read_text()) for c in (DEMO, FULL))
+    assert (demo["scheduler_conf"]["warmup_steps"], full["scheduler_conf"]["warmup_steps"]) == (50, 500)
+    assert (demo["max_epoch"], full["max_epoch"]) == (6, 96)
+    for conf in (demo, full):
+        del conf["scheduler_conf"]["warmup_steps"], conf["max_epoch"]
+    assert demo == full
 
 
 @pytest.mark.parametrize("teacher, distill", [
     (DEMO, DEMO.with_name("distill_interleaved_eql.yaml")),
+    (FULL, DEMO.with_name("distill_interleaved_eql.yaml")),
     (BENCH, BENCH.with_name("distill_6x64_from_6x128.yaml")),
-], ids=["demo", "bench"])
+], ids=["demo", "full", "bench"])
 def test_the_teacher_fits_its_distillation(teacher, distill):
     conf = yaml.safe_load(teacher.read_text())
     distill = yaml.safe_load(distill.read_text())
