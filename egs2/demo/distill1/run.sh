@@ -14,7 +14,8 @@
 #                              warmup (conf/teacher_hubert_full.yaml: 9,600 updates, about 40 min
 #                              on 2 cores) and distilled 20x longer (6,000 updates, about 25 min):
 #                              the teacher beats FBANK on PR by 6.9 PER points, the student by
-#                              1.5 and 4.6 in two distillation seeds (about 75 min in all)
+#                              1.5 and 4.6 in two distillation seeds, within the noise of
+#                              FBANK's own head (32.8 or 30.6 by its seed); about 75 min in all
 #   ./run.sh --teacher FILE    distil your own teacher instead (stage 0 is then skipped)
 # Any distill.sh option (./distill.sh --help) can be given, e.g. ./run.sh --stage 3.
 set -euo pipefail
