@@ -11,11 +11,11 @@
 #                              FBANK only, on 4 training voices (so that SID has splits; the
 #                              test suite runs it)
 #   ./run.sh --full true       the demo with a teacher pretrained 16x longer with a 10x longer
-#                              warmup (conf/teacher_hubert_full.yaml: 9,600 updates, about 40 min
-#                              on 2 cores) and distilled 20x longer (6,000 updates, about 25 min):
-#                              the teacher beats FBANK on PR by 6.9 PER points, the student by
-#                              1.5 and 4.6 in two distillation seeds, within the noise of
-#                              FBANK's own head (32.8 or 30.6 by its seed); about 75 min in all
+#                              warmup (conf/teacher_hubert_full.yaml: 9,600 updates, about 38 min
+#                              on 2 cores) and distilled 20x longer (6,000 updates, about 24 min):
+#                              the teacher beats FBANK on PR by 7 to 12 PER points, the student
+#                              by 0.5 to 4.6 in four seed pairings, within the seed noise;
+#                              67.6 min in all from a fresh clone
 #   ./run.sh --teacher FILE    distil your own teacher instead (stage 0 is then skipped)
 # Any distill.sh option (./distill.sh --help) can be given, e.g. ./run.sh --stage 3.
 set -euo pipefail
@@ -60,7 +60,7 @@ case "${full}" in
         # The demo's teacher with a longer schedule (README: "What did beat FBANK"); its
         # student needs a distillation to match (120 epochs of 50 updates, not 6: at 300 it
         # stayed 34 PER points behind an earlier --full teacher, at 3,000 4 behind this one's
-        # 4,800-update checkpoint). Given after run.sh's own options, so these win.
+        # 4,800-update checkpoint; 12,000 made PR worse than 6,000). Given after run.sh's own options, so these win.
         size_opts=(--teacher_config conf/teacher_hubert_full.yaml --distill_args "--max_epoch 120") ;;
     false) ;;
     *) echo "--full must be true or false, got '${full}'" >&2; exit 2 ;;
