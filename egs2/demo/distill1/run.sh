@@ -60,7 +60,8 @@ case "${full}" in
         # The demo's teacher with a longer schedule (README: "What did beat FBANK"); its
         # student needs a distillation to match (120 epochs of 50 updates, not 6: at 300 it
         # stayed 34 PER points behind an earlier --full teacher, at 3,000 4 behind this one's
-        # 4,800-update checkpoint; 12,000 made PR worse than 6,000). Given after run.sh's own options, so these win.
+        # 4,800-update checkpoint; 12,000 made PR worse than 6,000). Given after run.sh's
+        # own options, so these win.
         size_opts=(--teacher_config conf/teacher_hubert_full.yaml --distill_args "--max_epoch 120") ;;
     false) ;;
     *) echo "--full must be true or false, got '${full}'" >&2; exit 2 ;;
