@@ -331,7 +331,18 @@ class DistillTask(AbsTask):
             raise StackingConfigError(
                 f"student_cnn {args.student_cnn} takes the teacher's CNN: give the online "
                 "--teacher SPEC, or --train_dump_dir (its meta.json names the teacher)")
-        return read_dump_meta(dump_dir)["teacher"]
+        teacher = read_dump_meta(dump_dir)["teacher"]
+        # a recipe dumps with the teacher's path relative to its own dir; from elsewhere (a
+        # bench, another recipe) that path names nothing, and the loader's own error would not
+        # say where it came from
+        if Path(teacher).suffix in (".pth", ".pt") and not Path(teacher).is_absolute() \
+                and not Path(teacher).exists():
+            raise StackingConfigError(
+                f"{Path(dump_dir) / 'meta.json'} names teacher '{teacher}', a path relative to "
+                f"the directory the dump was made in, and {Path.cwd()} has none: the student's "
+                f"CNN is that teacher's (student_cnn {args.student_cnn}). Run from that "
+                "directory, or dump again with an absolute --teacher path")
+        return teacher
 
     @classmethod
     def check_student_cnn(cls, args: argparse.Namespace) -> None:

@@ -12,10 +12,11 @@
 #                              test suite runs it)
 #   ./run.sh --full true       the demo with a teacher pretrained 16x longer with a 10x longer
 #                              warmup (conf/teacher_hubert_full.yaml: 9,600 updates, about 38 min
-#                              on 2 cores) and distilled 20x longer (6,000 updates, about 24 min):
-#                              the teacher beats FBANK on PR (25.9 against 32.1 PER over four
-#                              head seeds), the student does not (30.9, sd 5.5, level with it);
-#                              67.6 min in all from a fresh clone
+#                              on 2 cores), distilled 20x longer (6,000 updates, about 24 min)
+#                              and with PR and SID heads trained until they level off
+#                              (conf/pr_full.yaml, sid_full.yaml): student and teacher beat
+#                              FBANK on PR (12.1 and 13.1 against 15.5 PER, means over head
+#                              seeds); about 74 min in all from a fresh clone
 #   ./run.sh --teacher FILE    distil your own teacher instead (stage 0 is then skipped)
 # Any distill.sh option (./distill.sh --help) can be given, e.g. ./run.sh --stage 3.
 set -euo pipefail
@@ -62,7 +63,12 @@ case "${full}" in
         # stayed 34 PER points behind an earlier --full teacher, at 3,000 4 behind this one's
         # 4,800-update checkpoint; 12,000 made PR worse than 6,000). Given after run.sh's
         # own options, so these win.
-        size_opts=(--teacher_config conf/teacher_hubert_full.yaml --distill_args "--max_epoch 120") ;;
+        # Its PR and SID heads train 6x and 10x longer, the PR head decoding the average of
+        # its 5 best checkpoints (conf/pr_full.yaml, sid_full.yaml): the demo's 300 PR updates
+        # left heads on CTC's blank plateau, so the head seed, not the upstream, decided the
+        # PR ranking.
+        size_opts=(--teacher_config conf/teacher_hubert_full.yaml --distill_args "--max_epoch 120"
+                   --pr_config conf/pr_full.yaml --sid_config conf/sid_full.yaml) ;;
     false) ;;
     *) echo "--full must be true or false, got '${full}'" >&2; exit 2 ;;
 esac

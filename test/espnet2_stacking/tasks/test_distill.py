@@ -1,3 +1,4 @@
+import argparse
 import io
 import json
 import os
@@ -429,6 +430,28 @@ def test_online_teacher_gives_the_frozen_cnn_output_from_its_own_pass(tmp_path):
         a, b = computes(wav, lengths)[0], reuses(wav, lengths)[0]
     assert torch.allclose(a, b, rtol=1e-5), (a, b)
     assert calls == []
+
+
+def test_a_dumps_relative_teacher_path_is_refused_with_where_it_came_from(tmp_path, monkeypatch):
+    """A recipe's dump names its teacher relative to the recipe dir: from another dir the
+    student's CNN has no source, and the error says which meta.json and why."""
+    dump = tmp_path / "recipe" / "dump" / "train"
+    dump.mkdir(parents=True)
+    meta = {"teacher": "exp/teacher/model.pth", "layers": [3, 6], "hidden_size": 64, "num_layers": 6}
+    (dump / "meta.json").write_text(json.dumps(meta))
+    args = argparse.Namespace(student_cnn="teacher_frozen", teacher=None, train_dump_dir=str(dump),
+                              valid_dump_dir=None)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StackingConfigError, match=r"recipe/dump/train/meta.json names teacher 'exp/teacher/model.pth', a path relative"):
+        DistillTask.cnn_teacher(args)
+    (tmp_path / "recipe/exp/teacher").mkdir(parents=True)
+    (tmp_path / "recipe/exp/teacher/model.pth").write_bytes(b"")
+    monkeypatch.chdir(tmp_path / "recipe")  # where the dump was made: the path holds
+    assert DistillTask.cnn_teacher(args) == "exp/teacher/model.pth"
+    meta["teacher"] = "random:hubert?seed=3"  # a spec, not a path: passed on as it is
+    (dump / "meta.json").write_text(json.dumps(meta))
+    monkeypatch.chdir(tmp_path)
+    assert DistillTask.cnn_teacher(args) == "random:hubert?seed=3"
 
 
 def test_dumped_cnn_features_are_refused_where_they_cannot_be_the_student_cnn(tiny_corpus, cnn_dump, tmp_path):
