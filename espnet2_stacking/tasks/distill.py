@@ -335,8 +335,9 @@ class DistillTask(AbsTask):
         # a recipe dumps with the teacher's path relative to its own dir; from elsewhere (a
         # bench, another recipe) that path names nothing, and the loader's own error would not
         # say where it came from
-        if Path(teacher).suffix in (".pth", ".pt") and not Path(teacher).is_absolute() \
-                and not Path(teacher).exists():
+        from espnet2_stacking.upstreams.load import names_a_path
+
+        if names_a_path(teacher) and not Path(teacher).is_absolute() and not Path(teacher).exists():
             raise StackingConfigError(
                 f"{Path(dump_dir) / 'meta.json'} names teacher '{teacher}', a path relative to "
                 f"the directory the dump was made in, and {Path.cwd()} has none: the student's "

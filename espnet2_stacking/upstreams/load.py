@@ -40,6 +40,11 @@ SUPPORTED = (
 
 
 @typechecked
+def names_a_path(spec: str) -> bool:
+    """Whether ``spec`` is a file or directory for load_upstream (all but random: and fbank)."""
+    return not (spec.startswith("random:") or spec == "fbank" or spec.startswith("fbank?"))
+
+
 def load_upstream(spec: str, *, dtype: str = "float32", device: str = "cpu",
                  normalize: str = "none") -> AbsUpstream:
     """A frozen teacher from ``spec`` (see the module docstring), on ``device``.
@@ -61,7 +66,7 @@ def load_upstream(spec: str, *, dtype: str = "float32", device: str = "cpu",
         from espnet2_stacking.upstreams.random_init import load_random_upstream
 
         return load_random_upstream(spec, dtype=dtype, normalize=normalize).to(device)
-    if spec == "fbank" or spec.startswith("fbank?"):
+    if not names_a_path(spec):
         from espnet2_stacking.upstreams.fbank import load_fbank_upstream
 
         return load_fbank_upstream(spec, dtype=dtype, normalize=normalize).to(device)

@@ -448,10 +448,15 @@ def test_a_dumps_relative_teacher_path_is_refused_with_where_it_came_from(tmp_pa
     (tmp_path / "recipe/exp/teacher/model.pth").write_bytes(b"")
     monkeypatch.chdir(tmp_path / "recipe")  # where the dump was made: the path holds
     assert DistillTask.cnn_teacher(args) == "exp/teacher/model.pth"
-    meta["teacher"] = "random:hubert?seed=3"  # a spec, not a path: passed on as it is
+    meta["teacher"] = "exp/hf_teacher"  # a Hugging Face dir is a path too
     (dump / "meta.json").write_text(json.dumps(meta))
     monkeypatch.chdir(tmp_path)
-    assert DistillTask.cnn_teacher(args) == "random:hubert?seed=3"
+    with pytest.raises(StackingConfigError, match=r"names teacher 'exp/hf_teacher', a path relative"):
+        DistillTask.cnn_teacher(args)
+    for spec in ("random:hubert?seed=3", "fbank?n_mels=40"):  # specs, not paths: passed on as they are
+        meta["teacher"] = spec
+        (dump / "meta.json").write_text(json.dumps(meta))
+        assert DistillTask.cnn_teacher(args) == spec
 
 
 def test_dumped_cnn_features_are_refused_where_they_cannot_be_the_student_cnn(tiny_corpus, cnn_dump, tmp_path):
